@@ -1,0 +1,180 @@
+"""What every runtime does the same way: agent types and instances, subscriptions, serializers,
+state by ``"type/key"``, and invoking handlers in turn. Runtimes add how messages travel."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar, overload
+
+from opentelemetry.trace import TracerProvider
+
+from ..base import (
+    Agent,
+    AgentId,
+    AgentMetadata,
+    AgentRuntime,
+    AgentType,
+    CancellationToken,
+    InterventionHandler,
+    MessageContext,
+    MessageSerializer,
+    SerializationRegistry,
+    Subscription,
+    UndeliverableException,
+)
+from ..base._contexts import current_handler_frame
+from ._agents import Activation, AgentDirectory
+from ._interventions import Interventions
+from ._invoke import invoke_in_turn
+from ._subscriptions import SubscriptionTable
+from ._telemetry import Telemetry
+
+T = TypeVar("T", bound=Agent)
+
+
+def new_message_id() -> str:
+    return str(uuid.uuid4())
+
+
+def chain_for(message_id: str) -> str:
+    """The call chain of a message sent now: the current handler's, else a new one."""
+    frame = current_handler_frame()
+    return frame.chain_id if frame is not None else message_id
+
+
+class RuntimeCore(AgentRuntime):
+    """The shared half of a runtime; subclasses implement send_message and publish_message."""
+
+    def __init__(
+        self,
+        *,
+        intervention_handlers: Sequence[InterventionHandler] | None = None,
+        tracer_provider: TracerProvider | None = None,
+        runtime_name: str,
+    ) -> None:
+        self._telemetry = Telemetry(tracer_provider, runtime_name)
+        self._interventions = Interventions(intervention_handlers)
+        self._directory = AgentDirectory(self, self._telemetry)
+        self._subscriptions = SubscriptionTable()
+        self._serializers = SerializationRegistry()
+
+    # -- agents ---------------------------------------------------------------------------------
+
+    async def register_factory(
+        self,
+        type: str | AgentType,
+        agent_factory: Callable[[], T | Awaitable[T]],
+        *,
+        expected_class: type[T] | None = None,
+    ) -> AgentType:
+        return self._directory.register_factory(type, agent_factory, expected_class)
+
+    async def register_agent_instance(self, agent_instance: Agent, agent_id: AgentId) -> AgentId:
+        return await self._directory.register_instance(agent_instance, agent_id)
+
+    async def _activation(self, agent_id: AgentId) -> Activation:
+        activation = self._directory.get_active(agent_id)
+        if activation is None:
+            activation = await self._directory.activate(agent_id)
+        return activation
+
+    async def try_get_underlying_agent_instance(
+        self,
+        id: AgentId,
+        type: type[T] = Agent,  # type: ignore[assignment]
+    ) -> T:
+        if not self._directory.is_registered(id.type):
+            raise UndeliverableException(f"No agent type {id.type!r} is registered.")
+        agent = (await self._activation(id)).agent
+        if not isinstance(agent, type):
+            raise TypeError(f"Agent {id} is a {agent.__class__.__name__}, not a {type.__name__}.")
+        return agent
+
+    @overload
+    async def get(self, id: AgentId, /, *, lazy: bool = ...) -> AgentId: ...
+
+    @overload
+    async def get(
+        self, type: AgentType | str, /, key: str = ..., *, lazy: bool = ...
+    ) -> AgentId: ...
+
+    async def get(
+        self, id_or_type: AgentId | AgentType | str, /, key: str = "default", *, lazy: bool = True
+    ) -> AgentId:
+        if isinstance(id_or_type, AgentId):
+            agent_id = id_or_type
+        else:
+            agent_type = id_or_type.type if isinstance(id_or_type, AgentType) else id_or_type
+            agent_id = AgentId(agent_type, key)
+        if not lazy:
+            await self._activation(agent_id)
+        return agent_id
+
+    async def _in_turn(self, agent_id: AgentId, call: Callable[[Agent], Awaitable[Any]]) -> Any:
+        """Run ``call(agent)`` in the agent's turn, so it never sees a handler half-way."""
+        activation = await self._activation(agent_id)
+        chain = chain_for(new_message_id())
+        gate = activation.gate
+        if activation.concurrent:
+            return await call(activation.agent)
+        await gate.enter(chain)
+        try:
+            return await call(activation.agent)
+        finally:
+            gate.leave()
+
+    async def agent_metadata(self, agent: AgentId) -> AgentMetadata:
+        return (await self._activation(agent)).agent.metadata
+
+    async def agent_save_state(self, agent: AgentId) -> Mapping[str, Any]:
+        state: Mapping[str, Any] = await self._in_turn(agent, lambda a: a.save_state())
+        return state
+
+    async def agent_load_state(self, agent: AgentId, state: Mapping[str, Any]) -> None:
+        await self._in_turn(agent, lambda a: a.load_state(state))
+
+    async def save_state(self) -> Mapping[str, Any]:
+        """The state of every active agent, keyed ``"type/key"``."""
+        return {
+            str(agent_id): dict(await self.agent_save_state(agent_id))
+            for agent_id in self._directory.active_ids()
+        }
+
+    async def load_state(self, state: Mapping[str, Any]) -> None:
+        """Load each ``"type/key"`` entry into its agent; types not registered here are skipped."""
+        for key, agent_state in state.items():
+            agent_id = AgentId.from_str(key)
+            if self._directory.is_registered(agent_id.type):
+                await self.agent_load_state(agent_id, agent_state)
+
+    # -- subscriptions and serializers ----------------------------------------------------------
+
+    async def add_subscription(self, subscription: Subscription) -> None:
+        self._subscriptions.add(subscription)
+
+    async def remove_subscription(self, id: str) -> None:
+        self._subscriptions.remove(id)
+
+    def add_message_serializer(
+        self, serializer: MessageSerializer[Any] | Sequence[MessageSerializer[Any]]
+    ) -> None:
+        self._serializers.add_serializer(serializer)
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    async def _invoke(
+        self, recipient: AgentId, message: Any, ctx: MessageContext, chain_id: str
+    ) -> Any:
+        activation = self._directory.get_active(recipient)
+        if activation is None:
+            activation = await self._directory.activate(recipient)
+        return await invoke_in_turn(activation, message, ctx, chain_id, self._telemetry)
+
+    @staticmethod
+    def _token(cancellation_token: CancellationToken | None) -> CancellationToken:
+        return cancellation_token if cancellation_token is not None else CancellationToken()
+
+    async def _close_agents(self) -> None:
+        for activation in self._directory.activations():
+            await activation.agent.close()
