@@ -149,11 +149,23 @@ def message_handler(
 
 @overload
 def message_handler(
+    func: None = None, *, match: None = ..., strict: bool = ...
+) -> Callable[
+    [Callable[[AgentT, ReceivesT, MessageContext], Coroutine[Any, Any, ProducesT]]],
+    MessageHandler[AgentT, ReceivesT, ProducesT],
+]: ...
+
+
+@overload
+def message_handler(
     func: None = None,
     *,
-    match: Callable[[ReceivesT, MessageContext], bool] | None = ...,
+    match: Callable[[ReceivesT, MessageContext], bool],
     strict: bool = ...,
-) -> Decorator[AgentT, ReceivesT, ProducesT]: ...
+) -> Callable[
+    [Callable[[AgentT, ReceivesT, MessageContext], Coroutine[Any, Any, ProducesT]]],
+    MessageHandler[AgentT, ReceivesT, ProducesT],
+]: ...
 
 
 def message_handler(
@@ -182,11 +194,23 @@ def event(
 
 @overload
 def event(
+    func: None = None, *, match: None = ..., strict: bool = ...
+) -> Callable[
+    [Callable[[AgentT, ReceivesT, MessageContext], Coroutine[Any, Any, None]]],
+    MessageHandler[AgentT, ReceivesT, None],
+]: ...
+
+
+@overload
+def event(
     func: None = None,
     *,
-    match: Callable[[ReceivesT, MessageContext], bool] | None = ...,
+    match: Callable[[ReceivesT, MessageContext], bool],
     strict: bool = ...,
-) -> Decorator[AgentT, ReceivesT, None]: ...
+) -> Callable[
+    [Callable[[AgentT, ReceivesT, MessageContext], Coroutine[Any, Any, None]]],
+    MessageHandler[AgentT, ReceivesT, None],
+]: ...
 
 
 def event(
@@ -207,11 +231,23 @@ def rpc(
 
 @overload
 def rpc(
+    func: None = None, *, match: None = ..., strict: bool = ...
+) -> Callable[
+    [Callable[[AgentT, ReceivesT, MessageContext], Coroutine[Any, Any, ProducesT]]],
+    MessageHandler[AgentT, ReceivesT, ProducesT],
+]: ...
+
+
+@overload
+def rpc(
     func: None = None,
     *,
-    match: Callable[[ReceivesT, MessageContext], bool] | None = ...,
+    match: Callable[[ReceivesT, MessageContext], bool],
     strict: bool = ...,
-) -> Decorator[AgentT, ReceivesT, ProducesT]: ...
+) -> Callable[
+    [Callable[[AgentT, ReceivesT, MessageContext], Coroutine[Any, Any, ProducesT]]],
+    MessageHandler[AgentT, ReceivesT, ProducesT],
+]: ...
 
 
 def rpc(

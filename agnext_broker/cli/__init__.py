@@ -1,0 +1,5 @@
+"""The ``agnext-broker`` command."""
+
+from ._main import main
+
+__all__ = ["main"]
