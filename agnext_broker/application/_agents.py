@@ -26,27 +26,26 @@ T = TypeVar("T", bound=Agent)
 Factory = Callable[[], Any]
 
 
-class Activation:
-    """One live agent instance and its turn gate."""
-
-    __slots__ = ("agent", "concurrent", "gate")
-
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.gate = TurnGate()
-        self.concurrent = bool(getattr(type(agent), "concurrent_handling", False))
+def handles_concurrently(agent_class: type[Any] | None) -> bool:
+    return bool(getattr(agent_class, "concurrent_handling", False))
 
 
 class AgentDirectory:
-    """Factories by agent type, and the activations they created."""
+    """Factories by agent type, the agents they created, and each agent's turn gate.
+
+    A gate exists per AgentId before its agent does: a message takes its place in line when it
+    arrives, and the agent is created inside the first turn.
+    """
 
     def __init__(self, runtime: AgentRuntime, telemetry: Telemetry) -> None:
         self._runtime = runtime
         self._telemetry = telemetry
         self._factories: dict[str, Factory] = {}
         self._instance_classes: dict[str, type[Any]] = {}
-        self._active: dict[AgentId, Activation] = {}
-        self._activating: dict[AgentId, asyncio.Future[Activation]] = {}
+        self._active: dict[AgentId, Agent] = {}
+        self._activating: dict[AgentId, asyncio.Future[Agent]] = {}
+        self._gates: dict[AgentId, TurnGate] = {}
+        self._concurrent_types: set[str] = set()
 
     @property
     def agent_types(self) -> frozenset[str]:
@@ -58,11 +57,20 @@ class AgentDirectory:
     def active_ids(self) -> list[AgentId]:
         return list(self._active)
 
-    def activations(self) -> Iterator[Activation]:
+    def agents(self) -> Iterator[Agent]:
         return iter(list(self._active.values()))
 
-    def get_active(self, agent_id: AgentId) -> Activation | None:
+    def get_active(self, agent_id: AgentId) -> Agent | None:
         return self._active.get(agent_id)
+
+    def gate(self, agent_id: AgentId) -> TurnGate | None:
+        """The agent's turn gate, or ``None`` if its class handles messages concurrently."""
+        gate = self._gates.get(agent_id)
+        if gate is None:
+            if agent_id.type in self._concurrent_types:
+                return None
+            gate = self._gates[agent_id] = TurnGate()
+        return gate
 
     def register_factory(
         self,
@@ -75,6 +83,8 @@ class AgentDirectory:
         if name in self._factories:
             raise ValueError(f"Agent type {name!r} is already registered.")
         self._factories[name] = _checked_factory(factory, expected_class)
+        if handles_concurrently(expected_class):
+            self._concurrent_types.add(name)
         return AgentType(name)
 
     async def register_instance(self, agent: Agent, agent_id: AgentId) -> AgentId:
@@ -94,32 +104,36 @@ class AgentDirectory:
                 f"Instances of agent type {agent_id.type!r} must all be {known_class.__name__}."
             )
         await agent.bind_id_and_runtime(agent_id, self._runtime)
-        self._active[agent_id] = Activation(agent)
+        self._add_active(agent_id, agent)
         return agent_id
 
-    async def activate(self, agent_id: AgentId) -> Activation:
-        """The activation of ``agent_id``, created by its factory on first use.
+    def _add_active(self, agent_id: AgentId, agent: Agent) -> None:
+        self._active[agent_id] = agent
+        if handles_concurrently(type(agent)) and agent_id.type not in self._concurrent_types:
+            self._concurrent_types.add(agent_id.type)
+
+    async def activate(self, agent_id: AgentId) -> Agent:
+        """The agent ``agent_id``, created by its factory on first use.
 
         Raises:
             UndeliverableException: no factory is registered for the agent type.
         """
-        activation = self._active.get(agent_id)
-        if activation is not None:
-            return activation
+        agent = self._active.get(agent_id)
+        if agent is not None:
+            return agent
         pending = self._activating.get(agent_id)
         if pending is not None:
             return await asyncio.shield(pending)
         factory = self._factories.get(agent_id.type)
         if factory is None:
             raise UndeliverableException(f"No agent type {agent_id.type!r} is registered.")
-        future: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Agent] = asyncio.get_running_loop().create_future()
         self._activating[agent_id] = future
         try:
             agent = await self._create(factory, agent_id)
-            activation = Activation(agent)
-            self._active[agent_id] = activation
-            future.set_result(activation)
-            return activation
+            self._add_active(agent_id, agent)
+            future.set_result(agent)
+            return agent
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # mark retrieved: concurrent waiters may not exist
@@ -127,7 +141,10 @@ class AgentDirectory:
         finally:
             del self._activating[agent_id]
 
-    def deactivate(self, agent_id: AgentId) -> Activation | None:
+    def deactivate(self, agent_id: AgentId) -> Agent | None:
+        gate = self._gates.get(agent_id)
+        if gate is not None and not gate.busy and not gate.waiting:
+            del self._gates[agent_id]
         return self._active.pop(agent_id, None)
 
     async def _create(self, factory: Factory, agent_id: AgentId) -> Agent:

@@ -3,6 +3,7 @@ state by ``"type/key"``, and invoking handlers in turn. Runtimes add how message
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -24,11 +25,12 @@ from ..base import (
     UndeliverableException,
 )
 from ..base._contexts import current_handler_frame
-from ._agents import Activation, AgentDirectory
+from ._agents import AgentDirectory
 from ._interventions import Interventions
-from ._invoke import invoke_in_turn
+from ._invoke import invoke_handler
 from ._subscriptions import SubscriptionTable
 from ._telemetry import Telemetry
+from ._turns import TurnGate
 
 T = TypeVar("T", bound=Agent)
 
@@ -73,11 +75,11 @@ class RuntimeCore(AgentRuntime):
     async def register_agent_instance(self, agent_instance: Agent, agent_id: AgentId) -> AgentId:
         return await self._directory.register_instance(agent_instance, agent_id)
 
-    async def _activation(self, agent_id: AgentId) -> Activation:
-        activation = self._directory.get_active(agent_id)
-        if activation is None:
-            activation = await self._directory.activate(agent_id)
-        return activation
+    async def _agent(self, agent_id: AgentId) -> Agent:
+        agent = self._directory.get_active(agent_id)
+        if agent is None:
+            agent = await self._directory.activate(agent_id)
+        return agent
 
     async def try_get_underlying_agent_instance(
         self,
@@ -86,7 +88,7 @@ class RuntimeCore(AgentRuntime):
     ) -> T:
         if not self._directory.is_registered(id.type):
             raise UndeliverableException(f"No agent type {id.type!r} is registered.")
-        agent = (await self._activation(id)).agent
+        agent = await self._agent(id)
         if not isinstance(agent, type):
             raise TypeError(f"Agent {id} is a {agent.__class__.__name__}, not a {type.__name__}.")
         return agent
@@ -108,24 +110,22 @@ class RuntimeCore(AgentRuntime):
             agent_type = id_or_type.type if isinstance(id_or_type, AgentType) else id_or_type
             agent_id = AgentId(agent_type, key)
         if not lazy:
-            await self._activation(agent_id)
+            await self._agent(agent_id)
         return agent_id
 
     async def _in_turn(self, agent_id: AgentId, call: Callable[[Agent], Awaitable[Any]]) -> Any:
         """Run ``call(agent)`` in the agent's turn, so it never sees a handler half-way."""
-        activation = await self._activation(agent_id)
-        chain = chain_for(new_message_id())
-        gate = activation.gate
-        if activation.concurrent:
-            return await call(activation.agent)
-        await gate.enter(chain)
+        gate = self._directory.gate(agent_id)
+        if gate is None:
+            return await call(await self._agent(agent_id))
+        await gate.enter(chain_for(new_message_id()))
         try:
-            return await call(activation.agent)
+            return await call(await self._agent(agent_id))
         finally:
             gate.leave()
 
     async def agent_metadata(self, agent: AgentId) -> AgentMetadata:
-        return (await self._activation(agent)).agent.metadata
+        return (await self._agent(agent)).metadata
 
     async def agent_save_state(self, agent: AgentId) -> Mapping[str, Any]:
         state: Mapping[str, Any] = await self._in_turn(agent, lambda a: a.save_state())
@@ -163,18 +163,39 @@ class RuntimeCore(AgentRuntime):
 
     # -- delivery -------------------------------------------------------------------------------
 
-    async def _invoke(
-        self, recipient: AgentId, message: Any, ctx: MessageContext, chain_id: str
+    def _join_turn(
+        self, recipient: AgentId, chain_id: str
+    ) -> tuple[TurnGate | None, asyncio.Future[None] | None]:
+        """Take the message's place in the recipient's line, now (this keeps arrival order)."""
+        gate = self._directory.gate(recipient)
+        return gate, (gate.join(chain_id) if gate is not None else None)
+
+    async def _handle(
+        self,
+        recipient: AgentId,
+        message: Any,
+        ctx: MessageContext,
+        chain_id: str,
+        gate: TurnGate | None,
+        ticket: asyncio.Future[None] | None,
     ) -> Any:
-        activation = self._directory.get_active(recipient)
-        if activation is None:
-            activation = await self._directory.activate(recipient)
-        return await invoke_in_turn(activation, message, ctx, chain_id, self._telemetry)
+        """Wait for the turn joined by :meth:`_join_turn`, activate the agent if needed, call
+        its handler, and end the turn."""
+        if ticket is not None and gate is not None:
+            await gate.wait(ticket)
+        try:
+            agent = self._directory.get_active(recipient)
+            if agent is None:
+                agent = await self._directory.activate(recipient)
+            return await invoke_handler(agent, message, ctx, chain_id, self._telemetry)
+        finally:
+            if gate is not None:
+                gate.leave()
 
     @staticmethod
     def _token(cancellation_token: CancellationToken | None) -> CancellationToken:
         return cancellation_token if cancellation_token is not None else CancellationToken()
 
     async def _close_agents(self) -> None:
-        for activation in self._directory.activations():
-            await activation.agent.close()
+        for agent in self._directory.agents():
+            await agent.close()

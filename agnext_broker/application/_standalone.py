@@ -24,6 +24,7 @@ from ..base import (
     UndeliverableException,
 )
 from ._runtime_core import RuntimeCore, chain_for, new_message_id
+from ._turns import TurnGate
 
 logger = logging.getLogger("agnext_broker")
 
@@ -161,15 +162,18 @@ class StandaloneAgentRuntime(RuntimeCore):
         ctx = MessageContext(sender, None, True, self._token(cancellation_token), message_id)
         if self._interventions:
             message = await self._interventions.on_send(message, ctx, recipient)
+        gate, ticket = self._join_turn(recipient, chain_id)
         self._in_flight += 1
         try:
             if self._telemetry.enabled:
                 with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
                     result = await self._deliver(
-                        recipient, message, ctx, chain_id, cancellation_token
+                        recipient, message, ctx, chain_id, gate, ticket, cancellation_token
                     )
             else:
-                result = await self._deliver(recipient, message, ctx, chain_id, cancellation_token)
+                result = await self._deliver(
+                    recipient, message, ctx, chain_id, gate, ticket, cancellation_token
+                )
         finally:
             self._finished_one()
         if self._interventions:
@@ -182,16 +186,25 @@ class StandaloneAgentRuntime(RuntimeCore):
         message: Any,
         ctx: MessageContext,
         chain_id: str,
+        gate: TurnGate | None,
+        ticket: asyncio.Future[None] | None,
         cancellation_token: CancellationToken | None,
     ) -> Any:
         if cancellation_token is None:
-            return await self._invoke(recipient, message, ctx, chain_id)
-        if cancellation_token.is_cancelled():
-            raise asyncio.CancelledError(f"send to {recipient} was cancelled before delivery")
-        # The caller may cancel: run the handler in its own task so cancelling it ends the wait.
-        handler = asyncio.ensure_future(self._invoke(recipient, message, ctx, chain_id))
-        cancellation_token.link_future(handler)
-        return await handler
+            return await self._handle(recipient, message, ctx, chain_id, gate, ticket)
+        # The handler runs in the caller's task; cancelling the token cancels that task's wait.
+        caller = asyncio.current_task()
+        assert caller is not None
+        loop = caller.get_loop()
+
+        def cancel_caller() -> None:
+            loop.call_soon_threadsafe(caller.cancel)
+
+        cancellation_token.add_callback(cancel_caller)
+        try:
+            return await self._handle(recipient, message, ctx, chain_id, gate, ticket)
+        finally:
+            cancellation_token.remove_callback(cancel_caller)
 
     async def publish_message(
         self,
@@ -226,24 +239,34 @@ class StandaloneAgentRuntime(RuntimeCore):
         token: CancellationToken,
         message_id: str,
     ) -> None:
-        # Each published event starts its own call chain: its receivers do not run inside the
-        # publisher's turn, and the publisher does not wait for them.
+        chain_id = chain_for(message_id)
         for recipient in self._subscriptions.recipients(topic_id):
             if recipient == sender:
                 continue
             ctx = MessageContext(sender, topic_id, False, token, message_id)
+            gate, ticket = self._join_turn(recipient, chain_id)
             self._in_flight += 1
-            task = asyncio.create_task(self._deliver_event(recipient, message, ctx, message_id))
+            task = asyncio.create_task(
+                self._deliver_event(recipient, message, ctx, chain_id, gate, ticket)
+            )
             self._event_tasks.add(task)
             task.add_done_callback(self._event_tasks.discard)
 
     async def _deliver_event(
-        self, recipient: AgentId, message: Any, ctx: MessageContext, chain_id: str
+        self,
+        recipient: AgentId,
+        message: Any,
+        ctx: MessageContext,
+        chain_id: str,
+        gate: TurnGate | None,
+        ticket: asyncio.Future[None] | None,
     ) -> None:
+        # (A task cancelled before its first step never runs this body and keeps its place in
+        # the gate; only close() cancels these tasks, after which no message is delivered.)
         try:
             if not self._running:
                 await self._until_running()
-            await self._invoke(recipient, message, ctx, chain_id)
+            await self._handle(recipient, message, ctx, chain_id, gate, ticket)
         except asyncio.CancelledError:
             raise
         except BaseException as e:

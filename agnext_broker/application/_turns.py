@@ -44,20 +44,31 @@ class TurnGate:
             return True
         return False
 
-    async def enter(self, chain_id: str) -> None:
-        """Wait for this chain's turn; pair every successful enter with one :meth:`leave`."""
+    def join(self, chain_id: str) -> asyncio.Future[None] | None:
+        """Take a place in line now: ``None`` if the turn is already ours, else a ticket to
+        :meth:`wait` on. Joining synchronously is what keeps arrival order."""
         if self.try_enter(chain_id):
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((chain_id, waiter))
+            return None
+        ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((chain_id, ticket))
+        return ticket
+
+    async def wait(self, ticket: asyncio.Future[None]) -> None:
+        """Wait until the ticket's turn comes; if cancelled, the place in line is given up."""
         try:
-            await waiter
+            await ticket
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if ticket.done() and not ticket.cancelled():
                 self.leave()  # the turn was handed to us as we were cancelled: pass it on
             else:
-                self._forget(waiter)
+                self._forget(ticket)
             raise
+
+    async def enter(self, chain_id: str) -> None:
+        """Wait for this chain's turn; pair every successful enter with one :meth:`leave`."""
+        ticket = self.join(chain_id)
+        if ticket is not None:
+            await self.wait(ticket)
 
     def leave(self) -> None:
         self._depth -= 1

@@ -36,6 +36,12 @@ class CancellationToken:
                 return
         callback()
 
+    def remove_callback(self, callback: Callable[[], None]) -> None:
+        """Forget a callback added by :meth:`add_callback` (no error if it is not there)."""
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
     def link_future(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
         """Cancel ``future`` when this token is cancelled; returns the future."""
 
