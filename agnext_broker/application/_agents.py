@@ -110,7 +110,10 @@ class AgentDirectory:
     def _add_active(self, agent_id: AgentId, agent: Agent) -> None:
         self._active[agent_id] = agent
         if handles_concurrently(type(agent)) and agent_id.type not in self._concurrent_types:
+            # Learnt only now (a factory without expected_class): stop queueing its messages.
             self._concurrent_types.add(agent_id.type)
+            for gated_id in [g for g in self._gates if g.type == agent_id.type]:
+                self._gates.pop(gated_id).open_all()
 
     async def activate(self, agent_id: AgentId) -> Agent:
         """The agent ``agent_id``, created by its factory on first use.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from ..base import Agent, MessageContext
@@ -10,10 +11,16 @@ from ._telemetry import Telemetry
 
 
 async def invoke_handler(
-    agent: Agent, message: Any, ctx: MessageContext, chain_id: str, telemetry: Telemetry
+    agent: Agent,
+    message: Any,
+    ctx: MessageContext,
+    turn: Hashable,
+    path: tuple[Hashable, ...],
+    telemetry: Telemetry,
 ) -> Any:
-    """Return what ``agent.on_message`` returns, inside a ``process`` span when tracing."""
-    frame_token = enter_handler_frame(HandlerFrame(agent.id, chain_id))
+    """Return what ``agent.on_message`` returns, inside a ``process`` span when tracing.
+    Sends made by the handler carry the call path ``(*path, turn)``."""
+    frame_token = enter_handler_frame(HandlerFrame(agent.id, turn, path))
     try:
         if telemetry.enabled:
             with telemetry.span("process", agent.id, **{"agnext.message_id": ctx.message_id}):

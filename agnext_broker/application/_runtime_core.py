@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from opentelemetry.trace import TracerProvider
@@ -30,19 +30,20 @@ from ._interventions import Interventions
 from ._invoke import invoke_handler
 from ._subscriptions import SubscriptionTable
 from ._telemetry import Telemetry
-from ._turns import TurnGate
+from ._turns import Place
 
 T = TypeVar("T", bound=Agent)
+T_co = TypeVar("T_co")
 
 
 def new_message_id() -> str:
     return str(uuid.uuid4())
 
 
-def chain_for(message_id: str) -> str:
-    """The call chain of a message sent now: the current handler's, else a new one."""
+def calling_path() -> tuple[Hashable, ...]:
+    """The call path of a send made now: the current handler's turn and those it runs for."""
     frame = current_handler_frame()
-    return frame.chain_id if frame is not None else message_id
+    return () if frame is None else (*frame.path, frame.turn_id)
 
 
 class RuntimeCore(AgentRuntime):
@@ -115,14 +116,12 @@ class RuntimeCore(AgentRuntime):
 
     async def _in_turn(self, agent_id: AgentId, call: Callable[[Agent], Awaitable[Any]]) -> Any:
         """Run ``call(agent)`` in the agent's turn, so it never sees a handler half-way."""
-        gate = self._directory.gate(agent_id)
-        if gate is None:
-            return await call(await self._agent(agent_id))
-        await gate.enter(chain_for(new_message_id()))
+        place = Place(self._directory.gate(agent_id), object(), calling_path())
+        await place.wait()
         try:
             return await call(await self._agent(agent_id))
         finally:
-            gate.leave()
+            place.leave()
 
     async def agent_metadata(self, agent: AgentId) -> AgentMetadata:
         return (await self._agent(agent)).metadata
@@ -163,34 +162,47 @@ class RuntimeCore(AgentRuntime):
 
     # -- delivery -------------------------------------------------------------------------------
 
-    def _join_turn(
-        self, recipient: AgentId, chain_id: str
-    ) -> tuple[TurnGate | None, asyncio.Future[None] | None]:
+    def _spawn_in_turn(
+        self, place: Place, work: Callable[[], Awaitable[T_co]]
+    ) -> asyncio.Task[T_co]:
+        """Run ``work`` (which ends the turn of ``place``) in a task; if the task is cancelled
+        before it starts, its place in the line is given up."""
+        started = False
+
+        async def run() -> T_co:
+            nonlocal started
+            started = True
+            return await work()
+
+        task = asyncio.get_running_loop().create_task(run())
+        if place.gate is not None:
+
+            def give_up_if_never_started(_: asyncio.Task[T_co]) -> None:
+                if not started:
+                    place.abandon()
+
+            task.add_done_callback(give_up_if_never_started)
+        return task
+
+    def _join_turn(self, recipient: AgentId, turn: Hashable, path: tuple[Hashable, ...]) -> Place:
         """Take the message's place in the recipient's line, now (this keeps arrival order)."""
-        gate = self._directory.gate(recipient)
-        return gate, (gate.join(chain_id) if gate is not None else None)
+        return Place(self._directory.gate(recipient), turn, path)
 
     async def _handle(
-        self,
-        recipient: AgentId,
-        message: Any,
-        ctx: MessageContext,
-        chain_id: str,
-        gate: TurnGate | None,
-        ticket: asyncio.Future[None] | None,
+        self, recipient: AgentId, message: Any, ctx: MessageContext, place: Place
     ) -> Any:
-        """Wait for the turn joined by :meth:`_join_turn`, activate the agent if needed, call
-        its handler, and end the turn."""
-        if ticket is not None and gate is not None:
-            await gate.wait(ticket)
+        """Wait for the turn of ``place``, activate the agent if needed, call its handler, and
+        end the turn."""
+        await place.wait()
         try:
             agent = self._directory.get_active(recipient)
             if agent is None:
                 agent = await self._directory.activate(recipient)
-            return await invoke_handler(agent, message, ctx, chain_id, self._telemetry)
+            return await invoke_handler(
+                agent, message, ctx, place.turn, place.path, self._telemetry
+            )
         finally:
-            if gate is not None:
-                gate.leave()
+            place.leave()
 
     @staticmethod
     def _token(cancellation_token: CancellationToken | None) -> CancellationToken:

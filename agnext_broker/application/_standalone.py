@@ -8,8 +8,10 @@ rule of :mod:`._turns`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from opentelemetry.trace import TracerProvider
@@ -23,8 +25,8 @@ from ..base import (
     TopicId,
     UndeliverableException,
 )
-from ._runtime_core import RuntimeCore, chain_for, new_message_id
-from ._turns import TurnGate
+from ._runtime_core import RuntimeCore, calling_path, new_message_id
+from ._turns import Place
 
 logger = logging.getLogger("agnext_broker")
 
@@ -58,6 +60,7 @@ class StandaloneAgentRuntime(RuntimeCore):
         self._idle: asyncio.Event | None = None
         self._in_flight = 0
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._turn_ids = itertools.count()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -158,22 +161,17 @@ class StandaloneAgentRuntime(RuntimeCore):
             )
         if message_id is None:
             message_id = new_message_id()
-        chain_id = chain_for(message_id)
         ctx = MessageContext(sender, None, True, self._token(cancellation_token), message_id)
         if self._interventions:
             message = await self._interventions.on_send(message, ctx, recipient)
-        gate, ticket = self._join_turn(recipient, chain_id)
+        place = self._join_turn(recipient, next(self._turn_ids), calling_path())
         self._in_flight += 1
         try:
             if self._telemetry.enabled:
                 with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
-                    result = await self._deliver(
-                        recipient, message, ctx, chain_id, gate, ticket, cancellation_token
-                    )
+                    result = await self._deliver(recipient, message, ctx, place, cancellation_token)
             else:
-                result = await self._deliver(
-                    recipient, message, ctx, chain_id, gate, ticket, cancellation_token
-                )
+                result = await self._deliver(recipient, message, ctx, place, cancellation_token)
         finally:
             self._finished_one()
         if self._interventions:
@@ -185,26 +183,18 @@ class StandaloneAgentRuntime(RuntimeCore):
         recipient: AgentId,
         message: Any,
         ctx: MessageContext,
-        chain_id: str,
-        gate: TurnGate | None,
-        ticket: asyncio.Future[None] | None,
+        place: Place,
         cancellation_token: CancellationToken | None,
     ) -> Any:
         if cancellation_token is None:
-            return await self._handle(recipient, message, ctx, chain_id, gate, ticket)
-        # The handler runs in the caller's task; cancelling the token cancels that task's wait.
-        caller = asyncio.current_task()
-        assert caller is not None
-        loop = caller.get_loop()
-
-        def cancel_caller() -> None:
-            loop.call_soon_threadsafe(caller.cancel)
-
-        cancellation_token.add_callback(cancel_caller)
-        try:
-            return await self._handle(recipient, message, ctx, chain_id, gate, ticket)
-        finally:
-            cancellation_token.remove_callback(cancel_caller)
+            return await self._handle(recipient, message, ctx, place)
+        if cancellation_token.is_cancelled():
+            place.abandon()
+            raise asyncio.CancelledError(f"the send to {recipient} was cancelled")
+        # The caller may cancel: the handler runs in its own task, which the token cancels.
+        handler = self._spawn_in_turn(place, lambda: self._handle(recipient, message, ctx, place))
+        cancellation_token.link_future(handler)
+        return await handler
 
     async def publish_message(
         self,
@@ -239,34 +229,26 @@ class StandaloneAgentRuntime(RuntimeCore):
         token: CancellationToken,
         message_id: str,
     ) -> None:
-        chain_id = chain_for(message_id)
+        # An event's call path is empty: nobody waits for it, so it never enters a running turn.
         for recipient in self._subscriptions.recipients(topic_id):
             if recipient == sender:
                 continue
             ctx = MessageContext(sender, topic_id, False, token, message_id)
-            gate, ticket = self._join_turn(recipient, chain_id)
+            place = self._join_turn(recipient, next(self._turn_ids), ())
             self._in_flight += 1
-            task = asyncio.create_task(
-                self._deliver_event(recipient, message, ctx, chain_id, gate, ticket)
+            task = self._spawn_in_turn(
+                place, partial(self._deliver_event, recipient, message, ctx, place)
             )
             self._event_tasks.add(task)
             task.add_done_callback(self._event_tasks.discard)
 
     async def _deliver_event(
-        self,
-        recipient: AgentId,
-        message: Any,
-        ctx: MessageContext,
-        chain_id: str,
-        gate: TurnGate | None,
-        ticket: asyncio.Future[None] | None,
+        self, recipient: AgentId, message: Any, ctx: MessageContext, place: Place
     ) -> None:
-        # (A task cancelled before its first step never runs this body and keeps its place in
-        # the gate; only close() cancels these tasks, after which no message is delivered.)
         try:
             if not self._running:
                 await self._until_running()
-            await self._handle(recipient, message, ctx, chain_id, gate, ticket)
+            await self._handle(recipient, message, ctx, place)
         except asyncio.CancelledError:
             raise
         except BaseException as e:

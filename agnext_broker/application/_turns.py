@@ -1,102 +1,148 @@
-"""Turn-based execution per agent, with reentrancy along a call chain.
+"""Turn-based execution per agent, with reentrancy along a call path.
 
-Every message carries a call-chain id: a send or publish made outside any handler starts a new
-chain, and a handler's own sends carry its chain on. An agent handles one turn at a time, in
-arrival order. A message of the chain that owns the current turn goes in at once: its caller,
-somewhere up the chain, is suspended waiting for it, so making it wait would deadlock
-(A calls B, B calls A).
+An agent handles one turn at a time, in arrival order. Each turn has an id (unique for that
+agent), and a message carries the ids of the turns suspended above it: the handlers that are
+waiting, directly or through other agents, for it to be handled (its *call path*). A message
+whose call path holds a turn the agent is running goes in at once: that turn waits for it, so
+queueing it would deadlock (A calls B, B calls A; or A calls itself). Every other message waits
+for its turn, including a sibling sent by the same handler and every published event (nobody
+waits for an event).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Hashable, Sequence
+
+TurnId = Hashable
+CallPath = Sequence[Hashable]
 
 
 class TurnGate:
-    """Admits one call chain at a time into an agent; waiters are served in arrival order."""
+    """Admits one turn at a time into an agent, plus the turns its call paths wait for."""
 
-    __slots__ = ("_depth", "_owner", "_waiters")
+    __slots__ = ("_active", "_waiters")
 
     def __init__(self) -> None:
-        self._owner: str | None = None
-        self._depth = 0
-        self._waiters: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._active: dict[TurnId, int] = {}
+        self._waiters: deque[tuple[TurnId, CallPath, asyncio.Future[None]]] = deque()
 
     @property
     def busy(self) -> bool:
-        return self._depth > 0
+        return bool(self._active)
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def try_enter(self, chain_id: str) -> bool:
-        """Enter at once if the agent is idle or the chain owns the turn."""
-        if self._depth == 0:
+    def _admits(self, path: CallPath) -> bool:
+        active = self._active
+        return any(turn in active for turn in path)
+
+    def _activate(self, turn: TurnId) -> None:
+        self._active[turn] = self._active.get(turn, 0) + 1
+
+    def try_enter(self, turn: TurnId, path: CallPath = ()) -> bool:
+        """Enter at once if the agent is idle, or if ``path`` holds a running turn."""
+        if not self._active:
             if self._waiters:
                 return False
-            self._owner = chain_id
-            self._depth = 1
-            return True
-        if chain_id == self._owner:
-            self._depth += 1
-            return True
-        return False
+        elif not (path and self._admits(path)):
+            return False
+        self._activate(turn)
+        return True
 
-    def join(self, chain_id: str) -> asyncio.Future[None] | None:
-        """Take a place in line now: ``None`` if the turn is already ours, else a ticket to
+    def join(self, turn: TurnId, path: CallPath = ()) -> asyncio.Future[None] | None:
+        """Take a place in line now: ``None`` if the turn is already running, else a ticket to
         :meth:`wait` on. Joining synchronously is what keeps arrival order."""
-        if self.try_enter(chain_id):
+        if self.try_enter(turn, path):
             return None
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((chain_id, ticket))
+        self._waiters.append((turn, path, ticket))
         return ticket
 
-    async def wait(self, ticket: asyncio.Future[None]) -> None:
+    async def wait(self, turn: TurnId, ticket: asyncio.Future[None]) -> None:
         """Wait until the ticket's turn comes; if cancelled, the place in line is given up."""
         try:
             await ticket
         except asyncio.CancelledError:
-            if ticket.done() and not ticket.cancelled():
-                self.leave()  # the turn was handed to us as we were cancelled: pass it on
-            else:
-                self._forget(ticket)
+            self.abandon(turn, ticket)
             raise
 
-    async def enter(self, chain_id: str) -> None:
-        """Wait for this chain's turn; pair every successful enter with one :meth:`leave`."""
-        ticket = self.join(chain_id)
+    async def enter(self, turn: TurnId, path: CallPath = ()) -> None:
+        """Wait for the turn; pair every successful enter with one :meth:`leave`."""
+        ticket = self.join(turn, path)
         if ticket is not None:
-            await self.wait(ticket)
+            await self.wait(turn, ticket)
+
+    def abandon(self, turn: TurnId, ticket: asyncio.Future[None] | None) -> None:
+        """Give up a place taken by :meth:`join` whose holder will not run (or was cancelled)."""
+        if ticket is None or (ticket.done() and not ticket.cancelled()):
+            self.leave(turn)
+        else:
+            ticket.cancel()
+            self._waiters = deque(w for w in self._waiters if w[2] is not ticket)
+
+    def leave(self, turn: TurnId) -> None:
+        count = self._active.get(turn, 0) - 1
+        if count > 0:
+            self._active[turn] = count
+            return
+        self._active.pop(turn, None)
+        if self._active:
+            return
+        while self._waiters:
+            next_turn, _, ticket = self._waiters.popleft()
+            if ticket.done():
+                continue
+            self._activate(next_turn)
+            ticket.set_result(None)
+            self._admit_waiting_callers()
+            return
+
+    def open_all(self) -> None:
+        """Admit everyone waiting (the agent turned out to handle messages concurrently)."""
+        while self._waiters:
+            turn, _, ticket = self._waiters.popleft()
+            if not ticket.done():
+                self._activate(turn)
+                ticket.set_result(None)
+
+    def _admit_waiting_callers(self) -> None:
+        # A message that queued before the turn it waits for started goes in now.
+        admitted = True
+        while admitted and self._waiters:
+            admitted = False
+            for entry in list(self._waiters):
+                turn, path, ticket = entry
+                if not ticket.done() and path and self._admits(path):
+                    self._waiters.remove(entry)
+                    self._activate(turn)
+                    ticket.set_result(None)
+                    admitted = True
+
+
+class Place:
+    """One message's place in one agent's turn line (``gate`` is ``None`` for an agent that
+    handles messages concurrently)."""
+
+    __slots__ = ("gate", "path", "ticket", "turn")
+
+    def __init__(self, gate: TurnGate | None, turn: TurnId, path: CallPath) -> None:
+        self.gate = gate
+        self.turn = turn
+        self.path = tuple(path)
+        self.ticket = gate.join(turn, path) if gate is not None else None
+
+    async def wait(self) -> None:
+        if self.ticket is not None and self.gate is not None:
+            await self.gate.wait(self.turn, self.ticket)
 
     def leave(self) -> None:
-        self._depth -= 1
-        if self._depth > 0:
-            return
-        self._owner = None
-        while self._waiters:
-            chain_id, waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
-            self._owner = chain_id
-            self._depth = 1
-            waiter.set_result(None)
-            self._admit_same_chain(chain_id)
-            return
+        if self.gate is not None:
+            self.gate.leave(self.turn)
 
-    def _admit_same_chain(self, chain_id: str) -> None:
-        # Messages of the new owner's chain that queued earlier belong to its turn too.
-        if not any(c == chain_id for c, _ in self._waiters):
-            return
-        keep: deque[tuple[str, asyncio.Future[None]]] = deque()
-        for entry in self._waiters:
-            if entry[0] == chain_id and not entry[1].done():
-                self._depth += 1
-                entry[1].set_result(None)
-            else:
-                keep.append(entry)
-        self._waiters = keep
-
-    def _forget(self, waiter: asyncio.Future[None]) -> None:
-        self._waiters = deque(entry for entry in self._waiters if entry[1] is not waiter)
+    def abandon(self) -> None:
+        if self.gate is not None:
+            self.gate.abandon(self.turn, self.ticket)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
@@ -16,7 +16,8 @@ class HandlerFrame(NamedTuple):
     """What the runtime knows about the handler running in the current task."""
 
     agent_id: AgentId
-    chain_id: str
+    turn_id: Hashable
+    path: tuple[Hashable, ...]
 
 
 _HANDLER_FRAME: ContextVar[HandlerFrame | None] = ContextVar("agnext_handler_frame", default=None)
@@ -100,7 +101,7 @@ class MessageHandlerContext(_StaticContext):
     @classmethod
     @contextmanager
     def populate_context(cls, ctx: AgentId) -> Iterator[None]:
-        token = _HANDLER_FRAME.set(HandlerFrame(ctx, ""))
+        token = _HANDLER_FRAME.set(HandlerFrame(ctx, object(), ()))
         try:
             yield
         finally:

@@ -118,13 +118,33 @@ class DataclassJsonMessageSerializer(MessageSerializer[Any]):
         return self._adapter.dump_json(message)
 
 
+_CATALOG: dict[str, set[type[Any]]] = {}
+
+
+def remember_message_class(cls: type[Any]) -> None:
+    """Note a message class in the process-wide catalog (handlers' declared types are noted
+    when their class is defined), so a runtime can decode a wire name it was never told about,
+    such as an RPC response type, when exactly one loaded class has that name."""
+    if isinstance(cls, type) and (issubclass(cls, BaseModel) or dataclasses.is_dataclass(cls)):
+        _CATALOG.setdefault(wire_name_of(cls), set()).add(cls)
+
+
+def catalogued_class(name: str) -> type[Any] | None:
+    """The one class noted under wire name ``name``, or ``None`` (none, or ambiguous)."""
+    classes = _CATALOG.get(name)
+    return next(iter(classes)) if classes is not None and len(classes) == 1 else None
+
+
 def try_get_known_serializers_for_type(cls: type[Any]) -> list[MessageSerializer[Any]]:
     """The serializers agnext-broker knows for ``cls`` (empty when it knows none)."""
     if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return [PydanticJsonMessageSerializer(cls)]
-    if isinstance(cls, type) and dataclasses.is_dataclass(cls):
-        return [DataclassJsonMessageSerializer(cls)]
-    return []
+        serializer: MessageSerializer[Any] = PydanticJsonMessageSerializer(cls)
+    elif isinstance(cls, type) and dataclasses.is_dataclass(cls):
+        serializer = DataclassJsonMessageSerializer(cls)
+    else:
+        return []
+    remember_message_class(cls)
+    return [serializer]
 
 
 @dataclasses.dataclass
@@ -218,11 +238,25 @@ class SerializationRegistry:
         """
         serializer = self._by_name.get((type_name, data_content_type))
         if serializer is None:
-            return UnknownPayload(type_name, data_content_type, payload)
+            serializer = self._from_catalog(type_name, data_content_type)
+            if serializer is None:
+                return UnknownPayload(type_name, data_content_type, payload)
         try:
             return serializer.deserialize(payload)
         except Exception as e:
             raise SerializationError(f"Payload of type {type_name!r} does not decode: {e}") from e
+
+    def _from_catalog(
+        self, type_name: str, data_content_type: str
+    ) -> MessageSerializer[Any] | None:
+        cls = catalogued_class(type_name)
+        if cls is None:
+            return None
+        for serializer in try_get_known_serializers_for_type(cls):
+            if serializer.data_content_type == data_content_type:
+                self.add_serializer(serializer)
+                return serializer
+        return None
 
 
 def _qualname(cls: Any) -> str:

@@ -21,6 +21,7 @@ from typing import (
 from ..base import BaseAgent, CantHandleException, MessageContext, MessageSerializer
 from ..base import try_get_known_serializers_for_type as known_serializers
 from ..base._exceptions import SerializationError
+from ..base._serialization import remember_message_class
 from ._type_hints import AnyType, types_of_annotation
 
 logger = logging.getLogger("agnext_broker")
@@ -78,6 +79,8 @@ def _make_handler(
     return_types = types_of_annotation(hints["return"])
     if return_types is None:
         raise AssertionError(f"{name}: the return annotation must be a class, a union or None.")
+    for declared in (*target_types, *return_types):
+        remember_message_class(declared)
     accepts = frozenset(target_types)
     returns_any = AnyType in return_types
     produces = frozenset(return_types)

@@ -1,53 +1,55 @@
 import asyncio
 
-from agnext_broker.application._turns import TurnGate
+from agnext_broker.application._turns import Place, TurnGate
 
 
-async def test_one_chain_at_a_time_in_arrival_order() -> None:
+async def test_one_turn_at_a_time_in_arrival_order() -> None:
     gate = TurnGate()
     order: list[str] = []
 
-    async def turn(chain: str) -> None:
-        await gate.enter(chain)
-        order.append(f"in {chain}")
+    async def turn(name: str) -> None:
+        await gate.enter(name)
+        order.append(f"in {name}")
         await asyncio.sleep(0)
-        order.append(f"out {chain}")
-        gate.leave()
+        order.append(f"out {name}")
+        gate.leave(name)
 
     await asyncio.gather(*(turn(c) for c in "abc"))
     assert order == ["in a", "out a", "in b", "out b", "in c", "out c"]
     assert not gate.busy
 
 
-async def test_same_chain_reenters_while_its_turn_is_held() -> None:
+async def test_a_message_whose_call_path_holds_the_running_turn_goes_in_at_once() -> None:
     gate = TurnGate()
-    await gate.enter("x")
-    assert gate.try_enter("x")  # reentrant call of the same chain
-    assert not gate.try_enter("y")
-    gate.leave()
-    gate.leave()
-    assert gate.try_enter("y")
+    await gate.enter("outer")
+    assert gate.try_enter("callback", ("elsewhere", "outer"))  # outer waits for it
+    assert not gate.try_enter("sibling", ("elsewhere",))  # nobody inside waits for it
+    assert not gate.try_enter("event")
+    gate.leave("callback")
+    gate.leave("outer")
+    assert gate.try_enter("event")
 
 
-async def test_waiters_of_the_new_owner_chain_are_admitted_together() -> None:
+async def test_waiters_whose_path_holds_the_new_turn_are_admitted_with_it() -> None:
     gate = TurnGate()
-    await gate.enter("owner")
-    first = asyncio.ensure_future(gate.enter("x"))
-    other = asyncio.ensure_future(gate.enter("y"))
-    second = asyncio.ensure_future(gate.enter("x"))
+    await gate.enter("first")
+    second = Place(gate, "second", ())
+    callback = Place(gate, "callback", ("second",))  # queued before "second" began
+    other = Place(gate, "other", ())
+    gate.leave("first")
     await asyncio.sleep(0)
-    gate.leave()
-    await asyncio.sleep(0)
-    assert first.done()
-    assert second.done()
-    assert not other.done()
-    gate.leave()
-    gate.leave()
-    await asyncio.sleep(0)
-    assert other.done()
+    assert second.ticket is not None
+    assert second.ticket.done()
+    assert callback.ticket is not None
+    assert callback.ticket.done()
+    assert other.ticket is not None
+    assert not other.ticket.done()
+    callback.leave()
+    second.leave()
+    await asyncio.wait_for(other.wait(), 1)
 
 
-async def test_cancelled_waiter_does_not_block_the_gate() -> None:
+async def test_cancelled_waiter_gives_up_its_place() -> None:
     gate = TurnGate()
     await gate.enter("a")
     cancelled = asyncio.ensure_future(gate.enter("b"))
@@ -55,7 +57,24 @@ async def test_cancelled_waiter_does_not_block_the_gate() -> None:
     await asyncio.sleep(0)
     cancelled.cancel()
     await asyncio.sleep(0)
-    gate.leave()
+    gate.leave("a")
     await asyncio.wait_for(waiting, 1)
     assert gate.busy
+    assert gate.waiting == 0
+
+
+async def test_abandoning_a_granted_place_passes_the_turn_on() -> None:
+    gate = TurnGate()
+    first = Place(gate, "first", ())
+    second = Place(gate, "second", ())
+    assert first.ticket is None
+    first.abandon()
+    await asyncio.wait_for(second.wait(), 1)
+
+
+async def test_open_all_admits_everyone_waiting() -> None:
+    gate = TurnGate()
+    places = [Place(gate, i, ()) for i in range(3)]
+    gate.open_all()
+    await asyncio.wait_for(asyncio.gather(*(p.wait() for p in places)), 1)
     assert gate.waiting == 0

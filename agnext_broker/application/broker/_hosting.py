@@ -1,0 +1,448 @@
+"""The worker half of the broker runtime: which partitions this worker consumes, and how one
+delivery becomes a handled, saved and acknowledged message.
+
+For each delivery, in the order the broker delivered it: decode; take the agent's place in its
+turn line (synchronously, so order holds); then, in a task: wait for the turn, load the agent
+(its state from Redis on activation), skip the handler if the message id is already applied,
+run the handler, save the state with the applied id in one version-checked write, reply, and
+only then acknowledge. Bad input is dead-lettered with the reason; the worker keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from redis.asyncio import Redis
+
+from ...base import (
+    AgentId,
+    BaseAgent,
+    CancellationToken,
+    MessageContext,
+    SerializationError,
+    SerializationRegistry,
+    Subscription,
+    UnknownPayload,
+)
+from .._agents import AgentDirectory
+from .._invoke import invoke_handler
+from .._telemetry import Telemetry
+from .._turns import Place
+from . import _names as n
+from ._errors import error_message, error_type_name
+from ._registry import Registry
+from ._routing import partition_of
+from ._settings import BrokerSettings
+from ._state_store import AgentRecord, StateConflict, StateStore, StoredResponse
+from ._transport import Transport
+from ._wire import Envelope, InvalidMessage, decode
+
+logger = logging.getLogger("agnext_broker")
+
+JSON_VALUE_TYPE = "json"  # wire type of a response that is a plain JSON value (None, int, dict...)
+
+
+def turn_id(agent_id: AgentId, delivery_id: str) -> str:
+    """A short id of one agent's turn on one message, as carried in call paths."""
+    digest = hashlib.blake2b(f"{agent_id}\x00{delivery_id}".encode(), digest_size=8)
+    return digest.hexdigest()
+
+
+class _Retry(Exception):
+    """The delivery must go back to the queue (the agent's state moved under us)."""
+
+
+@dataclass
+class _Partition:
+    agent_type: str
+    partition: int
+    queue: AbstractQueue
+    consumer_tag: str | None = None
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def encode_response(registry: SerializationRegistry, result: Any) -> StoredResponse:
+    if result is None or isinstance(result, (bool, int, float, str, list, dict)):
+        try:
+            data = json.dumps(result)
+        except (TypeError, ValueError) as e:
+            raise SerializationError(f"RPC response is not JSON serializable: {e}") from e
+        return StoredResponse(JSON_VALUE_TYPE, "application/json", data)
+    type_name, content_type, payload = registry.serialize(result)
+    return StoredResponse(type_name, content_type, payload.decode())
+
+
+def decode_response(registry: SerializationRegistry, envelope: Envelope) -> Any:
+    if envelope.type == JSON_VALUE_TYPE:
+        return json.loads(envelope.data)
+    return registry.deserialize(
+        envelope.data, type_name=envelope.type, data_content_type=envelope.content_type
+    )
+
+
+class Hosting:
+    """Consumes the partitions this worker owns and handles their messages."""
+
+    def __init__(
+        self,
+        *,
+        settings: BrokerSettings,
+        names: n.Names,
+        redis: Redis,
+        registry: Registry,
+        store: StateStore,
+        transport: Transport,
+        directory: AgentDirectory,
+        serializers: SerializationRegistry,
+        telemetry: Telemetry,
+        subscriptions: Callable[[], list[Subscription]],
+        reload_subscriptions: Callable[[], Awaitable[None]],
+        on_event_failure: Callable[[BaseException], None],
+    ) -> None:
+        self._settings = settings
+        self._names = names
+        self._redis = redis
+        self._registry = registry
+        self._store = store
+        self._transport = transport
+        self._directory = directory
+        self._serializers = serializers
+        self._telemetry = telemetry
+        self._subscriptions = subscriptions
+        self._reload_subscriptions = reload_subscriptions
+        self._on_event_failure = on_event_failure
+        self.partitions: dict[str, int] = {}  # hosted agent type -> partition count
+        self._owned: dict[tuple[str, int], _Partition] = {}
+        self._records: dict[AgentId, AgentRecord] = {}
+        self._last_used: dict[AgentId, float] = {}
+        self._touched: dict[str, set[str]] = {}
+        self._stopping = False
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    @property
+    def owned(self) -> list[tuple[str, int]]:
+        return sorted(self._owned)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(p.in_flight) for p in self._owned.values())
+
+    def _claim_key(self, agent_type: str, partition: int) -> str:
+        return f"{self._names.namespace}:owner:{agent_type}:{partition}"
+
+    async def rebalance(self, live_workers: dict[str, tuple[str, ...]]) -> None:
+        """Consume exactly the partitions assigned to this worker among the live workers."""
+        me = self._settings.worker_id
+        wanted: set[tuple[str, int]] = set()
+        for agent_type, partitions in self.partitions.items():
+            hosts = sorted(w for w, types in live_workers.items() if agent_type in types)
+            if me not in hosts:
+                continue
+            wanted.update((agent_type, p) for p in range(partitions) if hosts[p % len(hosts)] == me)
+        for key in sorted(set(self._owned) - wanted):
+            await self._release(self._owned.pop(key))
+        for agent_type, partition in sorted(wanted - set(self._owned)):
+            if await self._claim(agent_type, partition, live_workers):
+                await self._consume(agent_type, partition)
+
+    async def _claim(
+        self, agent_type: str, partition: int, live_workers: dict[str, tuple[str, ...]]
+    ) -> bool:
+        # The previous owner releases the claim after finishing its turns; a dead owner's claim
+        # is void. Until then the partition waits (the next rebalance tries again).
+        key = self._claim_key(agent_type, partition)
+        holder = await self._redis.get(key)
+        if holder not in (None, self._settings.worker_id) and holder in live_workers:
+            return False
+        await self._redis.set(key, self._settings.worker_id)
+        return True
+
+    async def _consume(self, agent_type: str, partition: int) -> None:
+        queue = await self._transport.consume_channel.get_queue(
+            self._names.partition_queue(agent_type, partition), ensure=False
+        )
+        owned = _Partition(agent_type, partition, queue)
+        self._owned[(agent_type, partition)] = owned
+        owned.consumer_tag = await queue.consume(
+            lambda message: self._on_delivery(owned, message),
+            exclusive=self._settings.queue_type == "classic",
+        )
+        logger.info("consuming %s partition %d", agent_type, partition)
+
+    async def _release(self, owned: _Partition) -> None:
+        """Stop consuming, finish the turns in flight, forget the agents, release the claim."""
+        if owned.consumer_tag is not None:
+            try:
+                await owned.queue.cancel(owned.consumer_tag)
+            except Exception as e:  # the channel may already be gone
+                logger.debug("cancel of %s/%d failed: %s", owned.agent_type, owned.partition, e)
+        if owned.in_flight:
+            await asyncio.gather(*owned.in_flight, return_exceptions=True)
+        for agent_id in self._directory.active_ids():
+            if (
+                agent_id.type == owned.agent_type
+                and self._partition_of(agent_id) == owned.partition
+            ):
+                await self._deactivate(agent_id)
+        key = self._claim_key(owned.agent_type, owned.partition)
+        if await self._redis.get(key) == self._settings.worker_id:
+            await self._redis.delete(key)
+        logger.info("released %s partition %d", owned.agent_type, owned.partition)
+
+    async def release_all(self) -> None:
+        self._stopping = True
+        for key in list(self._owned):
+            await self._release(self._owned.pop(key))
+
+    def _partition_of(self, agent_id: AgentId) -> int:
+        return partition_of(agent_id.key, self.partitions.get(agent_id.type, 1))
+
+    def owns(self, agent_id: AgentId) -> bool:
+        return (agent_id.type, self._partition_of(agent_id)) in self._owned
+
+    async def queues_empty(self) -> bool:
+        for owned in list(self._owned.values()):
+            declared = await self._transport.topology.channel.declare_queue(
+                owned.queue.name, passive=True
+            )
+            if declared.declaration_result.message_count:
+                return False
+        return True
+
+    # -- activation -----------------------------------------------------------------------------
+
+    async def _deactivate(self, agent_id: AgentId) -> None:
+        agent = self._directory.deactivate(agent_id)
+        self._records.pop(agent_id, None)
+        self._last_used.pop(agent_id, None)
+        if agent is not None:
+            try:
+                await agent.close()
+            except Exception:
+                logger.exception("closing agent %s failed", agent_id)
+            await self._registry.forget_active(agent_id.type, [agent_id.key])
+
+    async def _activate(self, agent_id: AgentId) -> tuple[Any, AgentRecord]:
+        record = self._records.get(agent_id)
+        agent = self._directory.get_active(agent_id)
+        if agent is None or record is None:
+            record = await self._store.load(agent_id)
+            agent = await self._directory.activate(agent_id)
+            if record.state is not None:
+                await agent.load_state(record.state)
+            self._records[agent_id] = record
+        self._last_used[agent_id] = time.monotonic()
+        self._touched.setdefault(agent_id.type, set()).add(agent_id.key)
+        return agent, record
+
+    async def sweep(self) -> None:
+        """Deactivate agents idle for longer than ``idle_timeout``; report the active ones."""
+        deadline = time.monotonic() - self._settings.idle_timeout
+        for agent_id, last_used in list(self._last_used.items()):
+            gate = self._directory.gate(agent_id)
+            if last_used < deadline and (gate is None or not (gate.busy or gate.waiting)):
+                await self._deactivate(agent_id)
+        touched, self._touched = self._touched, {}
+        for agent_type, keys in touched.items():
+            await self._registry.touch_active(agent_type, sorted(keys))
+
+    # -- deliveries -----------------------------------------------------------------------------
+
+    def _recipients(self, agent_type: str, envelope: Envelope) -> list[AgentId]:
+        if envelope.kind == n.KIND_SEND:
+            recipient = envelope.recipient
+            if recipient is None or recipient.type != agent_type:
+                raise InvalidMessage(
+                    "invalid_cloudevent", f"direct message without a recipient of {agent_type}"
+                )
+            return [recipient]
+        topic = envelope.topic
+        if topic is None:
+            raise InvalidMessage("invalid_cloudevent", "event without agtopictype")
+        return [
+            subscription.map_to_agent(topic)
+            for subscription in self._subscriptions()
+            if getattr(subscription, "agent_type", None) == agent_type
+            and subscription.is_match(topic)
+        ]
+
+    async def _on_delivery(self, owned: _Partition, message: AbstractIncomingMessage) -> None:
+        # Everything up to joining the turn lines is synchronous: deliveries join in order.
+        try:
+            if len(message.body) > self._settings.max_message_bytes:
+                raise InvalidMessage("too_large", f"{len(message.body)} bytes")
+            envelope = decode(message.headers, message.content_type, message.body)
+            if envelope.kind not in (n.KIND_SEND, n.KIND_PUBLISH):
+                raise InvalidMessage("invalid_cloudevent", f"unexpected kind {envelope.kind!r}")
+            payload = self._serializers.deserialize(
+                envelope.data, type_name=envelope.type, data_content_type=envelope.content_type
+            )
+            if isinstance(payload, UnknownPayload):
+                raise InvalidMessage(
+                    "unknown_type", f"no message type {envelope.type!r} is registered here"
+                )
+            recipients = self._recipients(owned.agent_type, envelope)
+        except (InvalidMessage, SerializationError) as e:
+            reason = e.reason if isinstance(e, InvalidMessage) else "undecodable"
+            await self._dead_letter_and_ack(owned, message, reason, str(e))
+            return
+        if envelope.kind == n.KIND_PUBLISH and not recipients:
+            # A wider binding, or a subscription this worker has not heard of yet.
+            await self._reload_subscriptions()
+            recipients = self._recipients(owned.agent_type, envelope)
+        recipients = [r for r in recipients if r != envelope.sender]
+        if not recipients:
+            await message.ack()
+            return
+        joined: list[tuple[AgentId, str, Place]] = []
+        for index, recipient in enumerate(recipients):
+            delivery_id = envelope.id if index == 0 else f"{envelope.id}#{index}"
+            turn = turn_id(recipient, delivery_id)
+            joined.append(
+                (
+                    recipient,
+                    delivery_id,
+                    Place(self._directory.gate(recipient), turn, envelope.path),
+                )
+            )
+        task = asyncio.create_task(self._process(owned, message, envelope, payload, joined))
+        owned.in_flight.add(task)
+        task.add_done_callback(owned.in_flight.discard)
+
+    async def _process(
+        self,
+        owned: _Partition,
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        payload: Any,
+        joined: list[tuple[AgentId, str, Place]],
+    ) -> None:
+        try:
+            for recipient, delivery_id, place in joined:
+                await place.wait()
+                try:
+                    await self._handle(recipient, delivery_id, envelope, payload, place, message)
+                finally:
+                    place.leave()
+            await message.ack()
+        except _Retry:
+            await message.nack(requeue=True)
+        except _DeadLetter as e:
+            await self._dead_letter_and_ack(owned, message, e.reason, e.detail)
+        except Exception:
+            logger.exception("delivery %s failed; it goes back to the queue", envelope.id)
+            await message.nack(requeue=True)
+
+    async def _handle(
+        self,
+        agent_id: AgentId,
+        delivery_id: str,
+        envelope: Envelope,
+        payload: Any,
+        place: Place,
+        message: AbstractIncomingMessage,
+    ) -> None:
+        agent, record = await self._activate(agent_id)
+        is_rpc = envelope.kind == n.KIND_SEND
+        if record.has_applied(delivery_id):
+            stored = record.responses.get(delivery_id)
+            if is_rpc and stored is not None:
+                await self._reply(envelope, message, stored)
+            return
+        ctx = MessageContext(
+            envelope.sender, envelope.topic, is_rpc, CancellationToken(), envelope.id
+        )
+        response: StoredResponse | None = None
+        attempts = 1 if is_rpc else self._settings.handler_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                result = await invoke_handler(
+                    agent, payload, ctx, place.turn, place.path, self._telemetry
+                )
+                response = encode_response(self._serializers, result) if is_rpc else None
+                break
+            except Exception as e:
+                # The instance may hold half a change: the next attempt starts from saved state.
+                await self._deactivate(agent_id)
+                if is_rpc:
+                    response = StoredResponse(
+                        "error", "text/plain", error_message(e), error_type=error_type_name(e)
+                    )
+                    break
+                if attempt == attempts:
+                    self._on_event_failure(e)
+                    raise _DeadLetter(
+                        "handler_error", f"{error_type_name(e)}: {error_message(e)}"
+                    ) from e
+                logger.warning("event handler of %s failed (attempt %d): %s", agent_id, attempt, e)
+                await asyncio.sleep(0.05 * 2**attempt)
+                agent, record = await self._activate(agent_id)
+        state = await _saved_state(agent) if self._directory.get_active(agent_id) else None
+        # A reentrant turn of this agent may have saved meanwhile: write on top of the latest.
+        record = self._records.get(agent_id, record)
+        if state is None and record.state is not None:
+            state = record.state
+        updated = record.next(state, delivery_id, response, self._settings.applied_ids_kept)
+        try:
+            await self._store.save(agent_id, record.version, updated)
+        except StateConflict as e:
+            logger.warning("%s; the message goes back to the queue", e)
+            await self._deactivate(agent_id)
+            raise _Retry() from e
+        self._records[agent_id] = updated
+        if is_rpc and response is not None:
+            await self._reply(envelope, message, response)
+
+    async def _reply(
+        self, request: Envelope, message: AbstractIncomingMessage, stored: StoredResponse
+    ) -> None:
+        if not message.reply_to:
+            return  # the caller does not wait (fire-and-forget send from a foreign producer)
+        response = Envelope(
+            id=f"{request.id}:response",
+            source=str(request.recipient),
+            type=stored.type,
+            kind=n.KIND_ERROR if stored.error_type else n.KIND_RESPONSE,
+            data=stored.data.encode(),
+            content_type=stored.content_type,
+            sender=request.recipient,
+            correlation=request.correlation or message.correlation_id or request.id,
+            error_type=stored.error_type,
+        )
+        await self._transport.reply(response, message.reply_to)
+
+    async def _dead_letter_and_ack(
+        self, owned: _Partition, message: AbstractIncomingMessage, reason: str, detail: str
+    ) -> None:
+        await self._transport.dead_letter(
+            message.body,
+            message.headers,
+            message.content_type,
+            reason=reason,
+            detail=detail,
+            queue=owned.queue.name,
+        )
+        await message.ack()
+
+
+class _DeadLetter(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+async def _saved_state(agent: Any) -> dict[str, Any] | None:
+    """The agent's ``save_state()``, or ``None`` for an agent that keeps no state."""
+    if isinstance(agent, BaseAgent) and type(agent).save_state is BaseAgent.save_state:
+        return None
+    return dict(await agent.save_state())

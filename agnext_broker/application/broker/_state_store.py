@@ -1,0 +1,140 @@
+"""Agents' persistent state in Redis: one readable JSON document per agent.
+
+``<ns>:agent:{<type>/<key>}`` holds::
+
+    {"version": 7, "state": {...what save_state returned...},
+     "applied": ["<message id>", ...],            # the last N applied message ids, oldest first
+     "responses": {"<message id>": {...}}}          # stored RPC responses of those ids
+
+Every write is conditional on the version read (a Lua script compares and sets in one step), so
+a worker that lost an agent to another cannot overwrite the newer state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ...base import AgentId
+from ._names import Names
+
+# Returns -1 when written, else the version found. The document is written with "version"
+# first, so reading it needs no JSON decoding.
+_SAVE_IF_VERSION = """
+local current = redis.call('GET', KEYS[1])
+local version = 0
+if current then
+  version = tonumber(string.match(current, '^{"version":(%d+)'))
+  if not version then version = cjson.decode(current)['version'] or 0 end
+end
+if version ~= tonumber(ARGV[1]) then
+  return version
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return -1
+"""
+
+
+@dataclass
+class StoredResponse:
+    """An RPC response kept with the message id that produced it."""
+
+    type: str
+    content_type: str
+    data: str
+    error_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "content_type": self.content_type,
+            "data": self.data,
+        }
+        if self.error_type is not None:
+            out["error_type"] = self.error_type
+        return out
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> StoredResponse:
+        return cls(value["type"], value["content_type"], value["data"], value.get("error_type"))
+
+
+@dataclass
+class AgentRecord:
+    """What Redis holds for one agent."""
+
+    version: int = 0
+    state: dict[str, Any] | None = None
+    applied: list[str] = field(default_factory=list)
+    responses: dict[str, StoredResponse] = field(default_factory=dict)
+
+    def has_applied(self, message_id: str) -> bool:
+        return message_id in self.applied
+
+    def next(
+        self,
+        state: dict[str, Any] | None,
+        message_id: str,
+        response: StoredResponse | None,
+        keep: int,
+    ) -> AgentRecord:
+        """The record after applying ``message_id``: version + 1, the id remembered."""
+        applied = [*self.applied, message_id][-keep:]
+        kept = set(applied)
+        responses = {k: v for k, v in self.responses.items() if k in kept}
+        if response is not None:
+            responses[message_id] = response
+        return AgentRecord(self.version + 1, state, applied, responses)
+
+    def to_json(self) -> str:
+        document = {
+            "version": self.version,
+            "state": self.state,
+            "applied": self.applied,
+            "responses": {k: v.to_json() for k, v in self.responses.items()},
+        }
+        return json.dumps(document, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AgentRecord:
+        document = json.loads(text)
+        return cls(
+            version=int(document.get("version", 0)),
+            state=document.get("state"),
+            applied=list(document.get("applied", [])),
+            responses={
+                k: StoredResponse.from_json(v) for k, v in document.get("responses", {}).items()
+            },
+        )
+
+
+class StateConflict(Exception):
+    """Another writer changed the agent's state since it was read."""
+
+
+class StateStore:
+    def __init__(self, redis: Redis, names: Names) -> None:
+        self._redis = redis
+        self._names = names
+        self._save = redis.register_script(_SAVE_IF_VERSION)
+
+    async def load(self, agent_id: AgentId) -> AgentRecord:
+        text = await self._redis.get(self._names.state_key(agent_id))
+        return AgentRecord() if text is None else AgentRecord.from_json(text)
+
+    async def save(self, agent_id: AgentId, expected_version: int, record: AgentRecord) -> None:
+        """Write ``record`` if the stored version is still ``expected_version``.
+
+        Raises:
+            StateConflict: the stored version differs.
+        """
+        found = await self._save(
+            keys=[self._names.state_key(agent_id)], args=[expected_version, record.to_json()]
+        )
+        if int(found) != -1:
+            raise StateConflict(
+                f"state of {agent_id} is at version {found}, not {expected_version}"
+            )
