@@ -124,7 +124,6 @@ class Hosting:
         self._records: dict[AgentId, AgentRecord] = {}
         self._last_used: dict[AgentId, float] = {}
         self._touched: dict[str, set[str]] = {}
-        self._stopping = False
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -199,7 +198,7 @@ class Hosting:
         logger.info("released %s partition %d", owned.agent_type, owned.partition)
 
     async def release_all(self) -> None:
-        self._stopping = True
+        await self._flush_touched()
         for key in list(self._owned):
             await self._release(self._owned.pop(key))
 
@@ -251,6 +250,9 @@ class Hosting:
             gate = self._directory.gate(agent_id)
             if last_used < deadline and (gate is None or not (gate.busy or gate.waiting)):
                 await self._deactivate(agent_id)
+        await self._flush_touched()
+
+    async def _flush_touched(self) -> None:
         touched, self._touched = self._touched, {}
         for agent_type, keys in touched.items():
             await self._registry.touch_active(agent_type, sorted(keys))

@@ -51,6 +51,12 @@ def subscription_to_json(subscription: Subscription) -> dict[str, str]:
     )
 
 
+def subscription_field(value: dict[str, str]) -> str:
+    """The registry field of a subscription: its value, so equal subscriptions share one."""
+    pattern = value.get("topic_type", value.get("topic_type_prefix", ""))
+    return f"{value['kind']}:{value['agent_type']}:{pattern}"
+
+
 def subscription_from_json(value: dict[str, str]) -> Subscription:
     if value["kind"] == "type":
         return TypeSubscription(value["topic_type"], value["agent_type"], id=value["id"])
@@ -145,13 +151,18 @@ class Registry:
     # -- subscriptions --------------------------------------------------------------------------
 
     async def add_subscription(self, subscription: Subscription) -> None:
+        """Share a subscription; an equal one added by another process already counts."""
         value = subscription_to_json(subscription)
-        await self._redis.hset(self._names.subscriptions_key, subscription.id, json.dumps(value))
-        await self._redis.publish(self._names.changes_channel, "subscriptions")
+        added = await self._redis.hsetnx(
+            self._names.subscriptions_key, subscription_field(value), json.dumps(value)
+        )
+        if added:
+            await self._redis.publish(self._names.changes_channel, "subscriptions")
 
-    async def remove_subscription(self, subscription_id: str) -> None:
-        await self._redis.hdel(self._names.subscriptions_key, subscription_id)
-        await self._redis.publish(self._names.changes_channel, "subscriptions")
+    async def remove_subscription(self, subscription: Subscription) -> None:
+        field = subscription_field(subscription_to_json(subscription))
+        if await self._redis.hdel(self._names.subscriptions_key, field):
+            await self._redis.publish(self._names.changes_channel, "subscriptions")
 
     async def subscriptions(self) -> list[Subscription]:
         raw = await self._redis.hgetall(self._names.subscriptions_key)

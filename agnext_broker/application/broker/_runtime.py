@@ -296,7 +296,8 @@ class BrokerAgentRuntime(RuntimeCore):
 
     async def remove_subscription(self, id: str) -> None:
         await self._until_started()
-        removed = next((s for s in self._all_subscriptions if s.id == id), None)
+        local = [s for s in self._subscriptions.subscriptions if s.id == id]
+        removed = local[0] if local else None
         if removed is None:
             await self._reload_subscriptions()
             removed = next((s for s in self._all_subscriptions if s.id == id), None)
@@ -304,7 +305,7 @@ class BrokerAgentRuntime(RuntimeCore):
             raise ValueError(f"No subscription has id {id!r}.")
         with contextlib.suppress(ValueError):
             self._subscriptions.remove(id)
-        await self._registry.remove_subscription(id)
+        await self._registry.remove_subscription(removed)
         agent_type = getattr(removed, "agent_type", "")
         partitions = await self._partitions_of(agent_type)
         if partitions is not None:
