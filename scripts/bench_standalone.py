@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,12 +169,13 @@ async def concurrent(side: Side, n: int, warmup: int) -> dict[str, float]:
                 raise CountMismatch(f"{side.name}: reply {reply.n} to ping {i}")
         return count
 
-    async def wave(count: int) -> int:
+    async def all_workers(count: int) -> int:
+        # CONCURRENCY workers, one key each: always CONCURRENCY sends in flight.
         return sum(await asyncio.gather(*(worker(k, count) for k in range(CONCURRENCY))))
 
-    await wave(max(warmup // CONCURRENCY, 1))  # also activates all 64 agents
+    await all_workers(max(warmup // CONCURRENCY, 1))  # also activates all 64 agents
     start = time.perf_counter()
-    done = await wave(per_worker)
+    done = await all_workers(per_worker)
     elapsed = time.perf_counter() - start
     await runtime.close()
     return {"concurrent_mps": done / elapsed}
@@ -215,11 +216,11 @@ async def publish_one(side: Side, n: int, warmup: int) -> dict[str, float]:
 
 async def fan_out(side: Side, n: int, warmup: int) -> dict[str, float]:
     # N/FANOUT_TYPES publishes, so every scenario delivers about N messages.
-    count = max(n // FANOUT_TYPES, 1)
-    return {"fanout_dps": await _publish_run(side, count, warmup, FANOUT_TYPES)}
+    count, warm = max(n // FANOUT_TYPES, 1), max(warmup // FANOUT_TYPES, 1)
+    return {"fanout_dps": await _publish_run(side, count, warm, FANOUT_TYPES)}
 
 
-Scenario = Callable[[Side, int, int], Awaitable[dict[str, float]]]
+Scenario = Callable[[Side, int, int], Coroutine[Any, Any, dict[str, float]]]
 SCENARIOS: list[tuple[str, Scenario]] = [
     ("sequential", sequential),
     ("concurrent", concurrent),

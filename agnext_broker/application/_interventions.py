@@ -35,9 +35,7 @@ def _no_change(value: Any, message: Any, hook: str, handler: InterventionHandler
 class Interventions:
     def __init__(self, handlers: Sequence[InterventionHandler] | None) -> None:
         self._handlers = tuple(handlers or ())
-
-    def __bool__(self) -> bool:
-        return bool(self._handlers)
+        self.active = bool(self._handlers)
 
     async def on_send(self, message: Any, ctx: MessageContext, recipient: AgentId) -> Any:
         """The message as rewritten by the handlers.

@@ -4,6 +4,8 @@ state by ``"type/key"``, and invoking handlers in turn. Runtimes add how message
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -36,8 +38,21 @@ T = TypeVar("T", bound=Agent)
 T_co = TypeVar("T_co")
 
 
+_id_prefix = uuid.uuid4().hex
+_id_counter = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = uuid.uuid4().hex, itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
 def new_message_id() -> str:
-    return str(uuid.uuid4())
+    """A message id unique across processes: a random prefix per process and a counter."""
+    return f"{_id_prefix}-{next(_id_counter)}"
 
 
 def calling_path() -> tuple[Hashable, ...]:
@@ -191,18 +206,26 @@ class RuntimeCore(AgentRuntime):
     async def _handle(
         self, recipient: AgentId, message: Any, ctx: MessageContext, place: Place
     ) -> Any:
-        """Wait for the turn of ``place``, activate the agent if needed, call its handler, and
-        end the turn."""
+        """Wait for the turn of ``place``, run the handler, and end the turn."""
         await place.wait()
         try:
-            agent = self._directory.get_active(recipient)
-            if agent is None:
-                agent = await self._directory.activate(recipient)
-            return await invoke_handler(
-                agent, message, ctx, place.turn, place.path, self._telemetry
-            )
+            return await self._run_handler(recipient, message, ctx, place.turn, place.path)
         finally:
             place.leave()
+
+    async def _run_handler(
+        self,
+        recipient: AgentId,
+        message: Any,
+        ctx: MessageContext,
+        turn: Hashable,
+        path: tuple[Hashable, ...],
+    ) -> Any:
+        """Activate the agent if needed and call its handler (the caller holds the turn)."""
+        agent = self._directory.get_active(recipient)
+        if agent is None:
+            agent = await self._directory.activate(recipient)
+        return await invoke_handler(agent, message, ctx, turn, path, self._telemetry)
 
     @staticmethod
     def _token(cancellation_token: CancellationToken | None) -> CancellationToken:

@@ -26,7 +26,7 @@ from ..base import (
     UndeliverableException,
 )
 from ._runtime_core import RuntimeCore, calling_path, new_message_id
-from ._turns import Place
+from ._turns import Place, TurnGate
 
 logger = logging.getLogger("agnext_broker")
 
@@ -162,7 +162,7 @@ class StandaloneAgentRuntime(RuntimeCore):
         if message_id is None:
             message_id = new_message_id()
         ctx = MessageContext(sender, None, True, self._token(cancellation_token), message_id)
-        if self._interventions:
+        if self._interventions.active:
             message = await self._interventions.on_send(message, ctx, recipient)
         place = self._join_turn(recipient, next(self._turn_ids), calling_path())
         self._in_flight += 1
@@ -174,7 +174,7 @@ class StandaloneAgentRuntime(RuntimeCore):
                 result = await self._deliver(recipient, message, ctx, place, cancellation_token)
         finally:
             self._finished_one()
-        if self._interventions:
+        if self._interventions.active:
             result = await self._interventions.on_response(result, recipient, sender)
         return result
 
@@ -210,7 +210,7 @@ class StandaloneAgentRuntime(RuntimeCore):
         if message_id is None:
             message_id = new_message_id()
         token = self._token(cancellation_token)
-        if self._interventions:
+        if self._interventions.active:
             ctx = MessageContext(sender, topic_id, False, token, message_id)
             message = await self._interventions.on_publish(message, ctx)
             if message is DropMessage:
@@ -230,25 +230,47 @@ class StandaloneAgentRuntime(RuntimeCore):
         message_id: str,
     ) -> None:
         # An event's call path is empty: nobody waits for it, so it never enters a running turn.
+        # It takes its place in line now, but its task is only created when its turn comes.
         for recipient in self._subscriptions.recipients(topic_id):
             if recipient == sender:
                 continue
             ctx = MessageContext(sender, topic_id, False, token, message_id)
-            place = self._join_turn(recipient, next(self._turn_ids), ())
             self._in_flight += 1
-            task = self._spawn_in_turn(
-                place, partial(self._deliver_event, recipient, message, ctx, place)
-            )
-            self._event_tasks.add(task)
-            task.add_done_callback(self._event_tasks.discard)
+            gate = self._directory.gate(recipient)
+            turn = next(self._turn_ids)
+            start = partial(self._start_event, recipient, message, ctx, gate, turn)
+            if gate is None:
+                start()
+            else:
+                gate.defer(turn, start)
+
+    def _start_event(
+        self,
+        recipient: AgentId,
+        message: Any,
+        ctx: MessageContext,
+        gate: TurnGate | None,
+        turn: int,
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._deliver_event(recipient, message, ctx, gate, turn)
+        )
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def _deliver_event(
-        self, recipient: AgentId, message: Any, ctx: MessageContext, place: Place
+        self,
+        recipient: AgentId,
+        message: Any,
+        ctx: MessageContext,
+        gate: TurnGate | None,
+        turn: int,
     ) -> None:
+        """Handle an event whose turn has come (``gate.defer`` started it)."""
         try:
             if not self._running:
                 await self._until_running()
-            await self._handle(recipient, message, ctx, place)
+            await self._run_handler(recipient, message, ctx, turn, ())
         except asyncio.CancelledError:
             raise
         except BaseException as e:
@@ -264,4 +286,6 @@ class StandaloneAgentRuntime(RuntimeCore):
                 if self._idle is not None:
                     self._idle.set()
         finally:
+            if gate is not None:
+                gate.leave(turn)
             self._finished_one()

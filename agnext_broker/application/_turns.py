@@ -7,16 +7,20 @@ whose call path holds a turn the agent is running goes in at once: that turn wai
 queueing it would deadlock (A calls B, B calls A; or A calls itself). Every other message waits
 for its turn, including a sibling sent by the same handler and every published event (nobody
 waits for an event).
+
+A message cannot wait in line for a turn its path holds: a turn is in its path only once the turn
+has started, and a started turn admits it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 TurnId = Hashable
 CallPath = Sequence[Hashable]
+Waker = asyncio.Future[None] | Callable[[], None]
 
 
 class TurnGate:
@@ -26,7 +30,7 @@ class TurnGate:
 
     def __init__(self) -> None:
         self._active: dict[TurnId, int] = {}
-        self._waiters: deque[tuple[TurnId, CallPath, asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[TurnId, Waker]] = deque()
 
     @property
     def busy(self) -> bool:
@@ -59,8 +63,17 @@ class TurnGate:
         if self.try_enter(turn, path):
             return None
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((turn, path, ticket))
+        self._waiters.append((turn, ticket))
         return ticket
+
+    def defer(self, turn: TurnId, start: Callable[[], None]) -> None:
+        """Queue a turn that is started by calling ``start()`` when it comes (at once if the
+        agent is idle); whatever ``start`` launches must :meth:`leave` at its end. Unlike
+        :meth:`join`, nothing waits meanwhile: a queued event costs no task and no future."""
+        if self.try_enter(turn):
+            start()
+        else:
+            self._waiters.append((turn, start))
 
     async def wait(self, turn: TurnId, ticket: asyncio.Future[None]) -> None:
         """Wait until the ticket's turn comes; if cancelled, the place in line is given up."""
@@ -82,7 +95,7 @@ class TurnGate:
             self.leave(turn)
         else:
             ticket.cancel()
-            self._waiters = deque(w for w in self._waiters if w[2] is not ticket)
+            self._waiters = deque(w for w in self._waiters if w[1] is not ticket)
 
     def leave(self, turn: TurnId) -> None:
         count = self._active.get(turn, 0) - 1
@@ -93,34 +106,25 @@ class TurnGate:
         if self._active:
             return
         while self._waiters:
-            next_turn, _, ticket = self._waiters.popleft()
-            if ticket.done():
-                continue
-            self._activate(next_turn)
-            ticket.set_result(None)
-            self._admit_waiting_callers()
-            return
+            next_turn, waker = self._waiters.popleft()
+            if self._wake(next_turn, waker):
+                return
+
+    def _wake(self, turn: TurnId, waker: Waker) -> bool:
+        if isinstance(waker, asyncio.Future):
+            if waker.done():
+                return False  # cancelled while waiting
+            self._activate(turn)
+            waker.set_result(None)
+        else:
+            self._activate(turn)
+            waker()
+        return True
 
     def open_all(self) -> None:
         """Admit everyone waiting (the agent turned out to handle messages concurrently)."""
         while self._waiters:
-            turn, _, ticket = self._waiters.popleft()
-            if not ticket.done():
-                self._activate(turn)
-                ticket.set_result(None)
-
-    def _admit_waiting_callers(self) -> None:
-        # A message that queued before the turn it waits for started goes in now.
-        admitted = True
-        while admitted and self._waiters:
-            admitted = False
-            for entry in list(self._waiters):
-                turn, path, ticket = entry
-                if not ticket.done() and path and self._admits(path):
-                    self._waiters.remove(entry)
-                    self._activate(turn)
-                    ticket.set_result(None)
-                    admitted = True
+            self._wake(*self._waiters.popleft())
 
 
 class Place:

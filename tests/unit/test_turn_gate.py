@@ -30,23 +30,20 @@ async def test_a_message_whose_call_path_holds_the_running_turn_goes_in_at_once(
     assert gate.try_enter("event")
 
 
-async def test_waiters_whose_path_holds_the_new_turn_are_admitted_with_it() -> None:
+async def test_deferred_turns_start_in_line_with_waiting_sends() -> None:
     gate = TurnGate()
-    await gate.enter("first")
-    second = Place(gate, "second", ())
-    callback = Place(gate, "callback", ("second",))  # queued before "second" began
-    other = Place(gate, "other", ())
-    gate.leave("first")
-    await asyncio.sleep(0)
-    assert second.ticket is not None
-    assert second.ticket.done()
-    assert callback.ticket is not None
-    assert callback.ticket.done()
-    assert other.ticket is not None
-    assert not other.ticket.done()
-    callback.leave()
-    second.leave()
-    await asyncio.wait_for(other.wait(), 1)
+    started: list[str] = []
+    gate.defer("e1", lambda: started.append("e1"))  # idle: starts at once
+    send = Place(gate, "send", ())
+    gate.defer("e2", lambda: started.append("e2"))
+    assert started == ["e1"]
+    gate.leave("e1")
+    await asyncio.wait_for(send.wait(), 1)
+    assert started == ["e1"]  # e2 waits behind the send
+    send.leave()
+    assert started == ["e1", "e2"]
+    gate.leave("e2")
+    assert not gate.busy
 
 
 async def test_cancelled_waiter_gives_up_its_place() -> None:

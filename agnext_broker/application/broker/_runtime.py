@@ -95,6 +95,7 @@ class BrokerAgentRuntime(RuntimeCore):
         self._loops: list[asyncio.Task[None]] = []
         self._all_subscriptions: list[Subscription] = []
         self._started_at = time.time()
+        self._tick_lock = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -169,6 +170,10 @@ class BrokerAgentRuntime(RuntimeCore):
 
     async def _tick(self) -> None:
         """Heartbeat, then take the fair share of partitions among the live workers."""
+        async with self._tick_lock:
+            await self._heartbeat_and_rebalance()
+
+    async def _heartbeat_and_rebalance(self) -> None:
         assert self._hosting is not None
         hosted = sorted(self._hosting.partitions)
         await self._registry.heartbeat(
@@ -264,6 +269,7 @@ class BrokerAgentRuntime(RuntimeCore):
         )
         if self._running:
             await self._host_type(agent_type.type)
+            await self._tick()  # announce the type and consume its partitions now
         return agent_type
 
     async def register_agent_instance(self, agent_instance: Agent, agent_id: AgentId) -> AgentId:
@@ -359,7 +365,7 @@ class BrokerAgentRuntime(RuntimeCore):
                 f"{self._names.namespace!r}; cannot send to {recipient}."
             )
         token = self._token(cancellation_token)
-        if self._interventions:
+        if self._interventions.active:
             ctx = MessageContext(sender, None, True, token, message_id)
             message = await self._interventions.on_send(message, ctx, recipient)
         type_name, content_type, payload = self._serializers.serialize(message)
@@ -393,7 +399,7 @@ class BrokerAgentRuntime(RuntimeCore):
                     ) from None
         finally:
             self._pending.pop(message_id, None)
-        if self._interventions:
+        if self._interventions.active:
             result = await self._interventions.on_response(result, recipient, sender)
         return result
 
@@ -428,7 +434,7 @@ class BrokerAgentRuntime(RuntimeCore):
         await self._until_started()
         if message_id is None:
             message_id = new_message_id()
-        if self._interventions:
+        if self._interventions.active:
             ctx = MessageContext(
                 sender, topic_id, False, self._token(cancellation_token), message_id
             )
