@@ -2,21 +2,27 @@
 
 Tests take ``runtime`` (a started runtime with default settings) or ``runtime_factory`` (an async
 callable that makes and starts more). Both are parametrized over the runtimes under test, so the
-same tests run against each; only ``"standalone"`` exists for now.
+same tests run against each:
+
+- ``standalone``: the in-memory runtime;
+- ``broker``: the broker runtime on the session's private RabbitMQ and Redis, one runtime per
+  test namespace that both hosts the agents and sends to them.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from agnext_broker import AgentRuntime, SingleThreadedAgentRuntime
+from agnext_broker.application.broker import BrokerAgentRuntime, BrokerSettings
 
 RuntimeFactory = Callable[..., Awaitable[AgentRuntime]]
 
-RUNTIMES = ["standalone"]
+RUNTIMES = ["standalone", "broker"]
 
 
 def _make_standalone(**kwargs: Any) -> AgentRuntime:
@@ -25,11 +31,30 @@ def _make_standalone(**kwargs: Any) -> AgentRuntime:
     return runtime
 
 
+async def _make_broker(request: pytest.FixtureRequest, **kwargs: Any) -> AgentRuntime:
+    rabbitmq = request.getfixturevalue("rabbitmq")
+    redis_server = request.getfixturevalue("redis_server")
+    namespace = "c" + uuid.uuid4().hex[:10]
+    settings = BrokerSettings(
+        amqp_url=rabbitmq.amqp_url,
+        redis_url=redis_server.redis_url,
+        namespace=namespace,
+        partitions=2,
+        heartbeat_interval=0.5,
+        worker_expiry=2.0,
+        rpc_timeout=30.0,
+        drain_timeout=2.0,
+    )
+    runtime = BrokerAgentRuntime(settings, **kwargs)
+    await runtime.start()
+    return runtime
+
+
 async def _shut_down(runtime: AgentRuntime) -> None:
     """Stop the runtime if it still runs (raising what an event handler raised), then close it."""
     try:
-        # The standalone runtime has no public "is running" flag.
-        if getattr(runtime, "_running", False):
+        # The runtimes have no public "is running" flag.
+        if getattr(runtime, "_running", False) or getattr(runtime, "_started", None):
             await runtime.stop()  # type: ignore[attr-defined]
     finally:
         await runtime.close()  # type: ignore[attr-defined]
@@ -44,6 +69,8 @@ async def runtime_factory(request: pytest.FixtureRequest) -> AsyncIterator[Runti
     async def make(**kwargs: Any) -> AgentRuntime:
         if kind == "standalone":
             runtime = _make_standalone(**kwargs)
+        elif kind == "broker":
+            runtime = await _make_broker(request, **kwargs)
         else:  # pragma: no cover - a runtime added to RUNTIMES must be built here
             raise ValueError(f"unknown runtime {kind!r}")
         created.append(runtime)

@@ -29,6 +29,7 @@ from agnext_broker import (
 from .agents import (
     AgentFailure,
     CounterAgent,
+    CycleAgent,
     Echo,
     EchoAgent,
     EchoReply,
@@ -39,7 +40,9 @@ from .agents import (
     LoggingAgent,
     Marker,
     Ping,
+    Relay,
     Reporter,
+    Trail,
     WhoAmI,
     register_agent,
     register_collector,
@@ -396,3 +399,24 @@ async def test_start_stop_and_close_in_the_wrong_state(make_runtime: MakeRuntime
     await runtime.close()  # stops a running runtime
     with pytest.raises(RuntimeError):
         await runtime.stop()
+
+
+async def test_crossing_cycles_run_one_after_the_other_in_process() -> None:
+    # Two outside calls whose chains cross (a -> b -> a and b -> a -> b) wait for each other in
+    # any turn-based system when both first hops arrive at once, as on the broker (where the RPC
+    # timeout ends the wait). In one process the first call runs inline and completes first.
+    runtime = SingleThreadedAgentRuntime()
+    runtime.start()
+    await register_agent(runtime, CycleAgent, "cycle")
+
+    trails = await asyncio.gather(
+        runtime.send_message(Relay(["cycle/b", "cycle/a"]), AgentId("cycle", "a")),
+        runtime.send_message(Relay(["cycle/a", "cycle/b"]), AgentId("cycle", "b")),
+    )
+
+    assert trails == [
+        Trail(["cycle/a", "cycle/b", "cycle/a"]),
+        Trail(["cycle/b", "cycle/a", "cycle/b"]),
+    ]
+    await runtime.stop()
+    await runtime.close()

@@ -15,8 +15,10 @@ import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -47,6 +49,9 @@ from ._wire import Envelope, InvalidMessage, decode
 
 logger = logging.getLogger("agnext_broker")
 
+CONTROL_SAVE_STATE = "agnext.save_state"
+CONTROL_LOAD_STATE = "agnext.load_state"
+CONTROL_METADATA = "agnext.metadata"
 JSON_VALUE_TYPE = "json"  # wire type of a response that is a plain JSON value (None, int, dict...)
 
 
@@ -124,6 +129,10 @@ class Hosting:
         self._records: dict[AgentId, AgentRecord] = {}
         self._last_used: dict[AgentId, float] = {}
         self._touched: dict[str, set[str]] = {}
+        # RPCs being handled, and RPCs whose caller stopped waiting (bounded, oldest dropped).
+        self._handling: dict[str, tuple[asyncio.Future[Any], CancellationToken]] = {}
+        self._cancelled: OrderedDict[str, bool] = OrderedDict()
+        self._save_locks: dict[AgentId, asyncio.Lock] = {}
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -172,7 +181,7 @@ class Hosting:
         owned = _Partition(agent_type, partition, queue)
         self._owned[(agent_type, partition)] = owned
         owned.consumer_tag = await queue.consume(
-            lambda message: self._on_delivery(owned, message),
+            partial(self._on_delivery, owned),
             exclusive=self._settings.queue_type == "classic",
         )
         logger.info("consuming %s partition %d", agent_type, partition)
@@ -185,7 +194,19 @@ class Hosting:
             except Exception as e:  # the channel may already be gone
                 logger.debug("cancel of %s/%d failed: %s", owned.agent_type, owned.partition, e)
         if owned.in_flight:
-            await asyncio.gather(*owned.in_flight, return_exceptions=True)
+            _, late = await asyncio.wait(owned.in_flight, timeout=self._settings.drain_timeout)
+            if late:
+                # Their messages are not acknowledged: the broker gives them to the next owner.
+                logger.warning(
+                    "%d handler(s) of %s partition %d did not finish within %.0f s; cancelled",
+                    len(late),
+                    owned.agent_type,
+                    owned.partition,
+                    self._settings.drain_timeout,
+                )
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
         for agent_id in self._directory.active_ids():
             if (
                 agent_id.type == owned.agent_type
@@ -222,6 +243,7 @@ class Hosting:
     async def _deactivate(self, agent_id: AgentId) -> None:
         agent = self._directory.deactivate(agent_id)
         self._records.pop(agent_id, None)
+        self._save_locks.pop(agent_id, None)
         self._last_used.pop(agent_id, None)
         if agent is not None:
             try:
@@ -234,10 +256,14 @@ class Hosting:
         record = self._records.get(agent_id)
         agent = self._directory.get_active(agent_id)
         if agent is None or record is None:
-            record = await self._store.load(agent_id)
-            agent = await self._directory.activate(agent_id)
-            if record.state is not None:
-                await agent.load_state(record.state)
+            record = await self._store.load(agent_id)  # a Redis error: the message is retried
+            try:
+                agent = await self._directory.activate(agent_id)
+                if record.state is not None:
+                    await agent.load_state(record.state)
+            except Exception as e:
+                self._directory.deactivate(agent_id)
+                raise _ActivationFailed(e) from e
             self._records[agent_id] = record
         self._last_used[agent_id] = time.monotonic()
         self._touched.setdefault(agent_id.type, set()).add(agent_id.key)
@@ -260,7 +286,7 @@ class Hosting:
     # -- deliveries -----------------------------------------------------------------------------
 
     def _recipients(self, agent_type: str, envelope: Envelope) -> list[AgentId]:
-        if envelope.kind == n.KIND_SEND:
+        if envelope.kind in (n.KIND_SEND, n.KIND_CONTROL):
             recipient = envelope.recipient
             if recipient is None or recipient.type != agent_type:
                 raise InvalidMessage(
@@ -283,11 +309,18 @@ class Hosting:
             if len(message.body) > self._settings.max_message_bytes:
                 raise InvalidMessage("too_large", f"{len(message.body)} bytes")
             envelope = decode(message.headers, message.content_type, message.body)
-            if envelope.kind not in (n.KIND_SEND, n.KIND_PUBLISH):
+            if envelope.kind == n.KIND_CANCEL:
+                self._cancel(envelope.correlation or "")
+                await message.ack()
+                return
+            if envelope.kind not in (n.KIND_SEND, n.KIND_PUBLISH, n.KIND_CONTROL):
                 raise InvalidMessage("invalid_cloudevent", f"unexpected kind {envelope.kind!r}")
-            payload = self._serializers.deserialize(
-                envelope.data, type_name=envelope.type, data_content_type=envelope.content_type
-            )
+            if envelope.kind == n.KIND_CONTROL:
+                payload: Any = json.loads(envelope.data) if envelope.data else None
+            else:
+                payload = self._serializers.deserialize(
+                    envelope.data, type_name=envelope.type, data_content_type=envelope.content_type
+                )
             if isinstance(payload, UnknownPayload):
                 raise InvalidMessage(
                     "unknown_type", f"no message type {envelope.type!r} is registered here"
@@ -301,7 +334,8 @@ class Hosting:
             # A wider binding, or a subscription this worker has not heard of yet.
             await self._reload_subscriptions()
             recipients = self._recipients(owned.agent_type, envelope)
-        recipients = [r for r in recipients if r != envelope.sender]
+        if envelope.kind == n.KIND_PUBLISH:  # a publisher does not receive its own event
+            recipients = [r for r in recipients if r != envelope.sender]
         if not recipients:
             await message.ack()
             return
@@ -319,6 +353,17 @@ class Hosting:
         task = asyncio.create_task(self._process(owned, message, envelope, payload, joined))
         owned.in_flight.add(task)
         task.add_done_callback(owned.in_flight.discard)
+
+    def _cancel(self, request_id: str) -> None:
+        """The caller of ``request_id`` stopped waiting: cancel its handler, or skip it later."""
+        self._cancelled[request_id] = True
+        while len(self._cancelled) > 10_000:
+            self._cancelled.popitem(last=False)
+        running = self._handling.get(request_id)
+        if running is not None:
+            handler, token = running
+            token.cancel()
+            handler.cancel()
 
     async def _process(
         self,
@@ -353,56 +398,110 @@ class Hosting:
         place: Place,
         message: AbstractIncomingMessage,
     ) -> None:
-        agent, record = await self._activate(agent_id)
-        is_rpc = envelope.kind == n.KIND_SEND
+        """Handle one message in the agent's turn: run, save with its id, reply."""
+        is_rpc = envelope.kind != n.KIND_PUBLISH
+        try:
+            agent, record = await self._activate(agent_id)
+        except _ActivationFailed as e:
+            if not is_rpc:
+                raise _DeadLetter("activation_error", _describe(e.cause)) from e
+            await self._reply(envelope, message, _error_response(e.cause))
+            return
         if record.has_applied(delivery_id):
             stored = record.responses.get(delivery_id)
             if is_rpc and stored is not None:
                 await self._reply(envelope, message, stored)
             return
+        if is_rpc and self._cancelled.pop(envelope.id, False):
+            return  # the caller stopped waiting before the handler began
+        response: StoredResponse | None
+        if envelope.kind == n.KIND_CONTROL:
+            response = await self._control(agent, envelope.type, payload)
+        else:
+            response = await self._run(agent_id, agent, envelope, payload, place)
+        await self._commit(agent_id, delivery_id, response)
+        if is_rpc and response is not None:
+            await self._reply(envelope, message, response)
+
+    async def _run(
+        self, agent_id: AgentId, agent: Any, envelope: Envelope, payload: Any, place: Place
+    ) -> StoredResponse | None:
+        """Call the handler; an RPC's outcome becomes its response, an event is retried and
+        finally dead-lettered."""
+        is_rpc = envelope.kind == n.KIND_SEND
         ctx = MessageContext(
             envelope.sender, envelope.topic, is_rpc, CancellationToken(), envelope.id
         )
-        response: StoredResponse | None = None
         attempts = 1 if is_rpc else self._settings.handler_attempts
         for attempt in range(1, attempts + 1):
+            handler = asyncio.ensure_future(
+                invoke_handler(agent, payload, ctx, place.turn, place.path, self._telemetry)
+            )
+            if is_rpc:
+                self._handling[envelope.id] = (handler, ctx.cancellation_token)
             try:
-                result = await invoke_handler(
-                    agent, payload, ctx, place.turn, place.path, self._telemetry
-                )
-                response = encode_response(self._serializers, result) if is_rpc else None
-                break
+                result = await handler
+                return encode_response(self._serializers, result) if is_rpc else None
+            except asyncio.CancelledError as e:
+                if not (is_rpc and self._cancelled.pop(envelope.id, False)):
+                    raise  # this worker is stopping: the message goes back to the queue
+                # The caller cancelled: the agent saw it, and its state is kept as it left it.
+                return StoredResponse("error", "text/plain", "cancelled", error_type_name(e))
             except Exception as e:
                 # The instance may hold half a change: the next attempt starts from saved state.
                 await self._deactivate(agent_id)
                 if is_rpc:
-                    response = StoredResponse(
-                        "error", "text/plain", error_message(e), error_type=error_type_name(e)
-                    )
-                    break
+                    return _error_response(e)
                 if attempt == attempts:
                     self._on_event_failure(e)
-                    raise _DeadLetter(
-                        "handler_error", f"{error_type_name(e)}: {error_message(e)}"
-                    ) from e
+                    raise _DeadLetter("handler_error", _describe(e)) from e
                 logger.warning("event handler of %s failed (attempt %d): %s", agent_id, attempt, e)
                 await asyncio.sleep(0.05 * 2**attempt)
-                agent, record = await self._activate(agent_id)
-        state = await _saved_state(agent) if self._directory.get_active(agent_id) else None
-        # A reentrant turn of this agent may have saved meanwhile: write on top of the latest.
-        record = self._records.get(agent_id, record)
-        if state is None and record.state is not None:
-            state = record.state
-        updated = record.next(state, delivery_id, response, self._settings.applied_ids_kept)
+                agent, _ = await self._activate(agent_id)
+            finally:
+                self._handling.pop(envelope.id, None)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _control(self, agent: Any, operation: str, payload: Any) -> StoredResponse:
+        """State and metadata requests, answered in the agent's turn."""
         try:
-            await self._store.save(agent_id, record.version, updated)
-        except StateConflict as e:
-            logger.warning("%s; the message goes back to the queue", e)
-            await self._deactivate(agent_id)
-            raise _Retry() from e
-        self._records[agent_id] = updated
-        if is_rpc and response is not None:
-            await self._reply(envelope, message, response)
+            if operation == CONTROL_SAVE_STATE:
+                result: Any = dict(await agent.save_state())
+            elif operation == CONTROL_LOAD_STATE:
+                await agent.load_state(payload)
+                result = None
+            elif operation == CONTROL_METADATA:
+                result = dict(agent.metadata)
+            else:
+                raise ValueError(f"unknown control operation {operation!r}")
+            return encode_response(self._serializers, result)
+        except Exception as e:
+            return _error_response(e)
+
+    async def _commit(
+        self, agent_id: AgentId, delivery_id: str, response: StoredResponse | None
+    ) -> None:
+        """Save the agent's state with the applied id (and response) in one conditional write.
+
+        Raises:
+            _Retry: another worker wrote the agent's state meanwhile.
+        """
+        lock = self._save_locks.setdefault(agent_id, asyncio.Lock())
+        async with lock:  # turns of one agent that overlap (reentrant, concurrent) save in order
+            agent = self._directory.get_active(agent_id)
+            state = await _saved_state(agent) if agent is not None else None
+            record = self._records.get(agent_id) or await self._store.load(agent_id)
+            if state is None:
+                state = record.state
+            updated = record.next(state, delivery_id, response, self._settings.applied_ids_kept)
+            try:
+                await self._store.save(agent_id, record.version, updated)
+            except StateConflict as e:
+                logger.warning("%s; the message goes back to the queue", e)
+                await self._deactivate(agent_id)
+                raise _Retry() from e
+            if agent is not None:
+                self._records[agent_id] = updated
 
     async def _reply(
         self, request: Envelope, message: AbstractIncomingMessage, stored: StoredResponse
@@ -434,6 +533,22 @@ class Hosting:
             queue=owned.queue.name,
         )
         await message.ack()
+
+
+class _ActivationFailed(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _describe(error: BaseException) -> str:
+    return f"{error_type_name(error)}: {error_message(error)}"
+
+
+def _error_response(error: BaseException) -> StoredResponse:
+    return StoredResponse(
+        "error", "text/plain", error_message(error), error_type=error_type_name(error)
+    )
 
 
 class _DeadLetter(Exception):

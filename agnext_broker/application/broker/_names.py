@@ -41,6 +41,8 @@ KIND_SEND: Final = "send"
 KIND_PUBLISH: Final = "publish"
 KIND_RESPONSE: Final = "response"
 KIND_ERROR: Final = "error"
+KIND_CONTROL: Final = "control"  # state and metadata requests (ce-type names the operation)
+KIND_CANCEL: Final = "cancel"  # the caller of ce-agcorrelation stopped waiting
 
 # Headers of a dead-lettered message.
 HEADER_DEAD_REASON: Final = "x-agnext-reason"

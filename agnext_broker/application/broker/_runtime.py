@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -32,7 +33,13 @@ from ...base import (
 from .._runtime_core import RuntimeCore, calling_path, new_message_id
 from . import _names as n
 from ._errors import rebuild_error
-from ._hosting import Hosting, decode_response
+from ._hosting import (
+    CONTROL_LOAD_STATE,
+    CONTROL_METADATA,
+    CONTROL_SAVE_STATE,
+    Hosting,
+    decode_response,
+)
 from ._registry import Registry, subscription_to_json
 from ._routing import routing_key
 from ._settings import BrokerSettings, redact
@@ -359,49 +366,103 @@ class BrokerAgentRuntime(RuntimeCore):
         await self._until_started()
         if message_id is None:
             message_id = new_message_id()
-        if not await self._is_hosted(recipient.type):
-            raise UndeliverableException(
-                f"No live worker hosts agent type {recipient.type!r} in namespace "
-                f"{self._names.namespace!r}; cannot send to {recipient}."
-            )
+        await self._check_hosted(recipient)
         token = self._token(cancellation_token)
         if self._interventions.active:
             ctx = MessageContext(sender, None, True, token, message_id)
             message = await self._interventions.on_send(message, ctx, recipient)
         type_name, content_type, payload = self._serializers.serialize(message)
-        envelope = Envelope(
-            id=message_id,
-            source=str(sender) if sender is not None else f"agnext/{self.settings.worker_id}",
-            type=type_name,
-            kind=n.KIND_SEND,
-            data=payload,
-            content_type=content_type,
-            recipient=recipient,
-            sender=sender,
-            path=tuple(str(turn) for turn in calling_path()),
-            correlation=message_id,
-        )
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[message_id] = future
-        try:
-            with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
-                await self._transport.send(
-                    envelope, routing_key(recipient.key, recipient.type), self._reply_to
-                )
-                token.link_future(future)
-                try:
-                    result = await asyncio.wait_for(future, self.settings.rpc_timeout)
-                except asyncio.TimeoutError:
-                    raise TimeoutError(
-                        f"No response from {recipient} within {self.settings.rpc_timeout:g} s "
-                        f"(message {message_id}); it may still be handled. Retry with the same "
-                        "message_id to get its response without applying it twice."
-                    ) from None
-        finally:
-            self._pending.pop(message_id, None)
+        with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
+            result = await self._request(
+                Envelope(
+                    id=message_id,
+                    source=self._source(sender),
+                    type=type_name,
+                    kind=n.KIND_SEND,
+                    data=payload,
+                    content_type=content_type,
+                    recipient=recipient,
+                    sender=sender,
+                    path=tuple(str(turn) for turn in calling_path()),
+                    correlation=message_id,
+                ),
+                token,
+            )
         if self._interventions.active:
             result = await self._interventions.on_response(result, recipient, sender)
         return result
+
+    async def _check_hosted(self, recipient: AgentId) -> None:
+        if not await self._is_hosted(recipient.type):
+            raise UndeliverableException(
+                f"No live worker hosts agent type {recipient.type!r} in namespace "
+                f"{self._names.namespace!r}; cannot send to {recipient}."
+            )
+
+    def _source(self, sender: AgentId | None) -> str:
+        return str(sender) if sender is not None else f"agnext/{self.settings.worker_id}"
+
+    async def _request(self, envelope: Envelope, token: CancellationToken) -> Any:
+        """Publish a request to its recipient and wait for the response (or its error)."""
+        recipient = envelope.recipient
+        assert recipient is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[envelope.id] = future
+        try:
+            await self._transport.send(
+                envelope, routing_key(recipient.key, recipient.type), self._reply_to
+            )
+            token.link_future(future)
+            try:
+                return await asyncio.wait_for(future, self.settings.rpc_timeout)
+            except asyncio.CancelledError:
+                await self._cancel_remote(envelope)
+                raise
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"No response from {recipient} within {self.settings.rpc_timeout:g} s "
+                    f"(message {envelope.id}); it may still be handled. Retry with the same "
+                    "message_id to get its response without applying it twice."
+                ) from None
+        finally:
+            self._pending.pop(envelope.id, None)
+
+    async def _control(self, agent: AgentId, operation: str, payload: Any = None) -> Any:
+        """A state or metadata request, answered by the agent's worker in the agent's turn."""
+        await self._until_started()
+        await self._check_hosted(agent)
+        message_id = new_message_id()
+        request = Envelope(
+            id=message_id,
+            source=self._source(None),
+            type=operation,
+            kind=n.KIND_CONTROL,
+            data=json.dumps(payload).encode(),
+            content_type="application/json",
+            recipient=agent,
+            path=tuple(str(turn) for turn in calling_path()),
+            correlation=message_id,
+        )
+        return await self._request(request, CancellationToken())
+
+    async def _cancel_remote(self, request: Envelope) -> None:
+        """Tell the recipient's worker that nobody waits for ``request`` any more."""
+        assert request.recipient is not None
+        cancel = Envelope(
+            id=f"{request.id}:cancel",
+            source=request.source,
+            type="cancel",
+            kind=n.KIND_CANCEL,
+            data=b"",
+            content_type="application/json",
+            recipient=request.recipient,
+            correlation=request.id,
+        )
+        key = routing_key(request.recipient.key, request.recipient.type)
+        try:
+            await self._transport.send(cancel, key, self._reply_to)
+        except Exception as e:
+            logger.warning("could not tell %s to cancel %s: %s", request.recipient, request.id, e)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -455,7 +516,7 @@ class BrokerAgentRuntime(RuntimeCore):
         with self._telemetry.span("publish", topic_id, **{"agnext.message_id": message_id}):
             await self._transport.publish(envelope, routing_key(topic_id.source, topic_id.type))
 
-    # -- agents that may live elsewhere ----------------------------------------------------------
+    # -- agents that may live elsewhere --------------------------------------------------------
 
     async def try_get_underlying_agent_instance(
         self,
@@ -467,31 +528,29 @@ class BrokerAgentRuntime(RuntimeCore):
         return await super().try_get_underlying_agent_instance(id, type)
 
     async def agent_metadata(self, agent: AgentId) -> AgentMetadata:
-        if self._hosting is None or not self._hosting.owns(agent):
-            raise NotAccessibleError(f"Agent {agent} is not hosted by this worker.")
-        return await super().agent_metadata(agent)
+        metadata: AgentMetadata = await self._control(agent, CONTROL_METADATA)
+        return metadata
 
     async def agent_save_state(self, agent: AgentId) -> Mapping[str, Any]:
-        """The agent's last saved state, read from Redis (wherever the agent lives)."""
-        await self._until_started()
-        assert self._hosting is not None
-        record = await StateStore(self._require_redis(), self._names).load(agent)
-        return record.state or {}
+        """The agent's state, from its own ``save_state()`` in its turn, wherever it lives."""
+        state: Mapping[str, Any] = await self._control(agent, CONTROL_SAVE_STATE)
+        return state
 
     async def agent_load_state(self, agent: AgentId, state: Mapping[str, Any]) -> None:
-        raise NotAccessibleError(
-            "agent_load_state is not supported by the broker runtime yet: send the agent a "
-            "message that loads the state instead."
-        )
+        """Load ``state`` into the agent in its turn (creating it if needed) and save it."""
+        await self._control(agent, CONTROL_LOAD_STATE, dict(state))
 
     async def save_state(self) -> Mapping[str, Any]:
-        """The saved state of the agents this worker hosts now, keyed ``"type/key"``."""
+        """The state of the agents this worker hosts now, keyed ``"type/key"``."""
         return {str(a): dict(await self.agent_save_state(a)) for a in self._directory.active_ids()}
 
-    def _require_redis(self) -> Redis:
-        if self._redis is None:
-            raise RuntimeError("The runtime is not started.")
-        return self._redis
+    async def load_state(self, state: Mapping[str, Any]) -> None:
+        """Load each ``"type/key"`` entry into its agent; types no live worker hosts are
+        skipped."""
+        for key, agent_state in state.items():
+            agent_id = AgentId.from_str(key)
+            if await self._is_hosted(agent_id.type):
+                await self.agent_load_state(agent_id, agent_state)
 
 
 class _Starting:

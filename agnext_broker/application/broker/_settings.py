@@ -41,11 +41,10 @@ def _env(name: str, default: str) -> str:
 class BrokerSettings:
     """How a broker runtime connects and behaves.
 
-    Every field can come from the environment: ``AGNEXT_AMQP_URL``, ``AGNEXT_REDIS_URL``,
-    ``AGNEXT_NAMESPACE``, ``AGNEXT_PARTITIONS``, ``AGNEXT_QUEUE_TYPE``, ``AGNEXT_PREFETCH``,
-    ``AGNEXT_RPC_TIMEOUT``, ``AGNEXT_IDLE_TIMEOUT``, ``AGNEXT_HEARTBEAT_INTERVAL``,
-    ``AGNEXT_DELIVERY_LIMIT``, ``AGNEXT_MAX_MESSAGE_BYTES``; the URLs may also come from a file
-    named by ``AGNEXT_AMQP_URL_FILE`` / ``AGNEXT_REDIS_URL_FILE`` (container secrets).
+    Every field can come from the environment variable ``AGNEXT_<FIELD NAME IN CAPITALS>``
+    (``AGNEXT_AMQP_URL``, ``AGNEXT_PARTITIONS``, ``AGNEXT_RPC_TIMEOUT``...); the URLs may also
+    come from a file named by ``AGNEXT_AMQP_URL_FILE`` / ``AGNEXT_REDIS_URL_FILE`` (container
+    secrets).
     """
 
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
@@ -56,6 +55,7 @@ class BrokerSettings:
     prefetch: int = 64
     rpc_timeout: float = 30.0
     idle_timeout: float = 300.0
+    drain_timeout: float = 30.0
     heartbeat_interval: float = 1.0
     worker_expiry: float = 5.0
     delivery_limit: int = 5
