@@ -52,7 +52,8 @@ logger = logging.getLogger("agnext_broker")
 CONTROL_SAVE_STATE = "agnext.save_state"
 CONTROL_LOAD_STATE = "agnext.load_state"
 CONTROL_METADATA = "agnext.metadata"
-JSON_VALUE_TYPE = "json"  # wire type of a response that is a plain JSON value (None, int, dict...)
+JSON_VALUE_TYPE = "json"
+CANCEL_GRACE_SECONDS = 1.0  # wire type of a response that is a plain JSON value (None, int, dict...)
 
 
 def turn_id(agent_id: AgentId, delivery_id: str) -> str:
@@ -361,9 +362,11 @@ class Hosting:
             self._cancelled.popitem(last=False)
         running = self._handling.get(request_id)
         if running is not None:
+            # The handler sees its token cancelled at once; one that ignores it is cancelled
+            # shortly after (it may be in the middle of a call that it would otherwise lose).
             handler, token = running
             token.cancel()
-            handler.cancel()
+            asyncio.get_running_loop().call_later(CANCEL_GRACE_SECONDS, handler.cancel)
 
     async def _process(
         self,
