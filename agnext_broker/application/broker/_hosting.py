@@ -52,8 +52,8 @@ logger = logging.getLogger("agnext_broker")
 CONTROL_SAVE_STATE = "agnext.save_state"
 CONTROL_LOAD_STATE = "agnext.load_state"
 CONTROL_METADATA = "agnext.metadata"
-JSON_VALUE_TYPE = "json"
-CANCEL_GRACE_SECONDS = 1.0  # wire type of a response that is a plain JSON value (None, int, dict...)
+JSON_VALUE_TYPE = "json"  # wire type of a response that is a plain JSON value (None, int, dict...)
+CANCEL_GRACE_SECONDS = 1.0
 
 
 def turn_id(agent_id: AgentId, delivery_id: str) -> str:
