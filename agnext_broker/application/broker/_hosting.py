@@ -351,9 +351,14 @@ class Hosting:
                     Place(self._directory.gate(recipient), turn, envelope.path),
                 )
             )
-        task = asyncio.create_task(self._process(owned, message, envelope, payload, joined))
+        # This callback already runs in a task of its own (one per delivery): no need for another.
+        task = asyncio.current_task()
+        assert task is not None
         owned.in_flight.add(task)
-        task.add_done_callback(owned.in_flight.discard)
+        try:
+            await self._process(owned, message, envelope, payload, joined)
+        finally:
+            owned.in_flight.discard(task)
 
     def _cancel(self, request_id: str) -> None:
         """The caller of ``request_id`` stopped waiting: cancel its handler, or skip it later."""
@@ -380,9 +385,11 @@ class Hosting:
             for recipient, delivery_id, place in joined:
                 await place.wait()
                 try:
-                    await self._handle(recipient, delivery_id, envelope, payload, place, message)
+                    reply = await self._handle(recipient, delivery_id, envelope, payload, place)
                 finally:
-                    place.leave()
+                    place.leave()  # the reply's confirm need not hold up the agent's next turn
+                if reply is not None:
+                    await self._reply(envelope, message, reply)
             await message.ack()
         except _Retry:
             await message.nack(requeue=True)
@@ -399,32 +406,27 @@ class Hosting:
         envelope: Envelope,
         payload: Any,
         place: Place,
-        message: AbstractIncomingMessage,
-    ) -> None:
-        """Handle one message in the agent's turn: run, save with its id, reply."""
+    ) -> StoredResponse | None:
+        """Handle one message in the agent's turn: run it and save the state with its id.
+        Returns the response to send (the request's stored one if it was already applied)."""
         is_rpc = envelope.kind != n.KIND_PUBLISH
         try:
             agent, record = await self._activate(agent_id)
         except _ActivationFailed as e:
             if not is_rpc:
                 raise _DeadLetter("activation_error", _describe(e.cause)) from e
-            await self._reply(envelope, message, _error_response(e.cause))
-            return
+            return _error_response(e.cause)
         if record.has_applied(delivery_id):
-            stored = record.responses.get(delivery_id)
-            if is_rpc and stored is not None:
-                await self._reply(envelope, message, stored)
-            return
+            return record.responses.get(delivery_id) if is_rpc else None
         if is_rpc and self._cancelled.pop(envelope.id, False):
-            return  # the caller stopped waiting before the handler began
+            return None  # the caller stopped waiting before the handler began
         response: StoredResponse | None
         if envelope.kind == n.KIND_CONTROL:
             response = await self._control(agent, envelope.type, payload)
         else:
             response = await self._run(agent_id, agent, envelope, payload, place)
         await self._commit(agent_id, delivery_id, response)
-        if is_rpc and response is not None:
-            await self._reply(envelope, message, response)
+        return response if is_rpc else None
 
     async def _run(
         self, agent_id: AgentId, agent: Any, envelope: Envelope, payload: Any, place: Place
@@ -496,7 +498,13 @@ class Hosting:
             record = self._records.get(agent_id) or await self._store.load(agent_id)
             if state is None:
                 state = record.state
-            updated = record.next(state, delivery_id, response, self._settings.applied_ids_kept)
+            updated = record.next(
+                state,
+                delivery_id,
+                response,
+                self._settings.applied_ids_kept,
+                self._settings.responses_kept,
+            )
             try:
                 await self._store.save(agent_id, record.version, updated)
             except StateConflict as e:

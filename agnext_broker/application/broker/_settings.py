@@ -62,6 +62,7 @@ class BrokerSettings:
     handler_attempts: int = 3
     max_message_bytes: int = 4 * 1024 * 1024
     applied_ids_kept: int = 64
+    responses_kept: int = 8
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def __post_init__(self) -> None:

@@ -80,14 +80,17 @@ class AgentRecord:
         message_id: str,
         response: StoredResponse | None,
         keep: int,
+        keep_responses: int,
     ) -> AgentRecord:
-        """The record after applying ``message_id``: version + 1, the id remembered."""
+        """The record after applying ``message_id``: version + 1, the id remembered (the last
+        ``keep`` ids), its response too (the last ``keep_responses`` responses)."""
         applied = [*self.applied, message_id][-keep:]
-        kept = set(applied)
-        responses = {k: v for k, v in self.responses.items() if k in kept}
+        responses = dict(self.responses)
         if response is not None:
             responses[message_id] = response
-        return AgentRecord(self.version + 1, state, applied, responses)
+        kept = set(applied)
+        recent = [k for k in responses if k in kept][-keep_responses:]
+        return AgentRecord(self.version + 1, state, applied, {k: responses[k] for k in recent})
 
     def to_json(self) -> str:
         document = {
