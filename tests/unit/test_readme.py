@@ -11,7 +11,7 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_agent_example_runs_and_prints_the_balance(tmp_path: Path) -> None:
-    (example,) = python_blocks()
+    (example,) = [block for block in python_blocks() if "asyncio.run(main())" in block]
     script = tmp_path / "example.py"
     script.write_text(example)
     result = subprocess.run(
