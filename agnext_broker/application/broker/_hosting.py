@@ -62,6 +62,24 @@ def turn_id(agent_id: AgentId, delivery_id: str) -> str:
     return digest.hexdigest()
 
 
+# Claim KEYS[1] for ARGV[1] unless it is held by another of the live workers ARGV[2..].
+_CLAIM_IF_FREE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  for i = 2, #ARGV do
+    if ARGV[i] == holder then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+_DELETE_IF_HOLDER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class _Retry(Exception):
     """The delivery must go back to the queue (the agent's state moved under us)."""
 
@@ -134,6 +152,8 @@ class Hosting:
         self._handling: dict[str, tuple[asyncio.Future[Any], CancellationToken]] = {}
         self._cancelled: OrderedDict[str, bool] = OrderedDict()
         self._save_locks: dict[AgentId, asyncio.Lock] = {}
+        self._claim_script = redis.register_script(_CLAIM_IF_FREE)
+        self._release_script = redis.register_script(_DELETE_IF_HOLDER)
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -159,21 +179,25 @@ class Hosting:
             wanted.update((agent_type, p) for p in range(partitions) if hosts[p % len(hosts)] == me)
         for key in sorted(set(self._owned) - wanted):
             await self._release(self._owned.pop(key))
-        for agent_type, partition in sorted(wanted - set(self._owned)):
-            if await self._claim(agent_type, partition, live_workers):
+        for agent_type, partition in sorted(wanted):
+            claimed = await self._claim(agent_type, partition, live_workers)
+            if claimed and (agent_type, partition) not in self._owned:
                 await self._consume(agent_type, partition)
 
     async def _claim(
         self, agent_type: str, partition: int, live_workers: dict[str, tuple[str, ...]]
     ) -> bool:
-        # The previous owner releases the claim after finishing its turns; a dead owner's claim
-        # is void. Until then the partition waits (the next rebalance tries again).
+        """Record this worker as the partition's owner, unless another live worker holds it.
+
+        The previous owner releases its claim after finishing its turns; a dead owner's claim
+        is void. A partition this worker already consumes is claimed again on every rebalance,
+        so a claim taken over while this worker seemed dead comes back.
+        """
         key = self._claim_key(agent_type, partition)
-        holder = await self._redis.get(key)
-        if holder not in (None, self._settings.worker_id) and holder in live_workers:
-            return False
-        await self._redis.set(key, self._settings.worker_id)
-        return True
+        claimed = await self._claim_script(
+            keys=[key], args=[self._settings.worker_id, *live_workers]
+        )
+        return bool(claimed)
 
     async def _consume(self, agent_type: str, partition: int) -> None:
         queue = await self._transport.consume_channel.get_queue(
@@ -215,8 +239,7 @@ class Hosting:
             ):
                 await self._deactivate(agent_id)
         key = self._claim_key(owned.agent_type, owned.partition)
-        if await self._redis.get(key) == self._settings.worker_id:
-            await self._redis.delete(key)
+        await self._release_script(keys=[key], args=[self._settings.worker_id])
         logger.info("released %s partition %d", owned.agent_type, owned.partition)
 
     async def release_all(self) -> None:

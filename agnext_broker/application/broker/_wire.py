@@ -91,6 +91,21 @@ class Envelope:
         return binding.to_binary(CloudEvent(attributes, self.data), _JSON)
 
 
+REQUIRED_ATTRIBUTES = ("id", "source", "type", "specversion")
+
+
+def _require_attributes(attributes: Any, prefix: str) -> None:
+    # The SDK fills in a missing id (and time) by itself; a message must bring its own id, or
+    # a redelivery would look like a new message.
+    if not isinstance(attributes, dict):
+        raise InvalidMessage("invalid_cloudevent", "a structured CloudEvent is a JSON object")
+    missing = [
+        f"{prefix}{name}" for name in REQUIRED_ATTRIBUTES if not attributes.get(prefix + name)
+    ]
+    if missing:
+        raise InvalidMessage("invalid_cloudevent", f"missing required attribute(s) {missing}")
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8")
@@ -120,13 +135,11 @@ def decode(headers: Mapping[str, object] | None, content_type: str | None, body:
         }
         message = binding.RabbitMQMessage(text_headers, content_type, body)
         if (content_type or "").lower().startswith(STRUCTURED_PREFIX):
+            _require_attributes(json.loads(body), "")
             event = binding.from_structured(message, _JSON, CloudEvent)
             data = _structured_data(event)
         else:
-            if "ce-specversion" not in {k.lower() for k in text_headers}:
-                raise InvalidMessage(
-                    "invalid_cloudevent", "no ce-specversion header: not a CloudEvent"
-                )
+            _require_attributes({k.lower(): v for k, v in text_headers.items()}, "ce-")
             event = binding.from_binary(message, _RAW, CloudEvent)
             raw = event.get_data()
             data = raw if isinstance(raw, bytes) else b""

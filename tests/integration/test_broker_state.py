@@ -1,0 +1,98 @@
+"""Agents' state in Redis: a readable JSON document per agent, and agents that resume from it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from agnext_broker import AgentId, TopicId
+from tests.integration.apps import (
+    COUNTER_TYPE,
+    INCREMENTS_TOPIC,
+    GetStatus,
+    Increment,
+    ReadCount,
+    register_counter,
+)
+from tests.integration.workers import (
+    RuntimePool,
+    runtimes_fixture,  # noqa: F401
+)
+from tests.servers import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+def redis_cli_get(server: RedisServer, key: str) -> str:
+    """``redis-cli -h 127.0.0.1 -p PORT GET key``: what an operator would see."""
+    done = subprocess.run(
+        ["redis-cli", "-h", server.host, "-p", str(server.port), "GET", key],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.integration
+async def test_state_document_is_readable_json_in_redis(
+    private_redis_server: RedisServer, namespace: str, runtimes: RuntimePool
+) -> None:
+    runtime = await runtimes.start(register_counter)
+    agent = AgentId(COUNTER_TYPE, "alpha")
+    ids = [f"inc-{i}" for i in range(3)]
+    for i, message_id in enumerate(ids):
+        assert await runtime.send_message(Increment(2), agent, message_id=message_id) == 2 * (i + 1)
+    # An event is applied under its id too.
+    await runtime.publish_message(
+        Increment(10), TopicId(INCREMENTS_TOPIC, "alpha"), message_id="event-1"
+    )
+    assert await runtime.send_message(ReadCount(), agent, message_id="read-1") == 16
+
+    key = f"{namespace}:agent:{{{COUNTER_TYPE}/alpha}}"
+    printed = await asyncio.to_thread(redis_cli_get, private_redis_server, key)
+    assert printed.strip(), f"redis-cli GET {key} printed nothing"
+    document: dict[str, Any] = json.loads(printed)
+    assert document["state"] == {"count": 16, "blobs": 0}
+    assert isinstance(document["version"], int)
+    assert document["version"] >= 5  # one write per applied message
+    assert [*ids, "event-1", "read-1"] == [
+        i for i in document["applied"] if i in {*ids, "event-1", "read-1"}
+    ]
+    # The stored RPC responses let a retry be answered without applying twice.
+    assert json.loads(document["responses"]["inc-2"]["data"]) == 6
+
+    # A retry of an applied id is answered from the stored response and changes nothing.
+    assert await runtime.send_message(Increment(2), agent, message_id="inc-0") == 2
+    assert await runtime.send_message(ReadCount(), agent) == 16
+
+
+@pytest.mark.integration
+async def test_agent_resumes_from_saved_state_after_restart(
+    private_redis_server: RedisServer, namespace: str, runtimes: RuntimePool
+) -> None:
+    first = await runtimes.start(register_counter)
+    for key, amount in (("alpha", 3), ("beta", 5), ("alpha", 4)):
+        await first.send_message(Increment(amount), AgentId(COUNTER_TYPE, key))
+    await runtimes.stop(first)
+
+    second = await runtimes.start(register_counter)
+    assert second.settings.worker_id != first.settings.worker_id
+    status = await second.send_message(GetStatus(), AgentId(COUNTER_TYPE, "alpha"))
+    assert status.count == 7
+    assert await second.send_message(ReadCount(), AgentId(COUNTER_TYPE, "beta")) == 5
+    assert await second.send_message(Increment(1), AgentId(COUNTER_TYPE, "alpha")) == 8
+
+    document = json.loads(
+        await asyncio.to_thread(
+            redis_cli_get, private_redis_server, f"{namespace}:agent:{{{COUNTER_TYPE}/alpha}}"
+        )
+    )
+    assert document["state"]["count"] == 8
+    # The state is also what the runtime reports, from any process.
+    assert (await second.agent_save_state(AgentId(COUNTER_TYPE, "alpha")))["count"] == 8
