@@ -41,6 +41,8 @@ from agnext_broker import (
     wire_name,
 )
 
+from .cluster import mirrored
+
 COLLECTOR = "collector"
 """Agent type of the collector; agents report what they handled to ``collector/default``."""
 
@@ -602,6 +604,7 @@ class PlainHandlerAgent(SimpleAgent):
 # -- registration -------------------------------------------------------------------------------
 
 
+@mirrored
 async def register_agent(
     runtime: AgentRuntime, agent_class: type[SimpleAgent] | type[BaseAgent], agent_type: str
 ) -> AgentType:
@@ -620,10 +623,12 @@ async def make_announced_echo() -> EchoAgent:
     return agent
 
 
+@mirrored
 async def register_announced_echo(runtime: AgentRuntime, agent_type: str = "announced") -> None:
     await EchoAgent.register(runtime, agent_type, make_announced_echo)
 
 
+@mirrored
 async def register_mismatched(runtime: AgentRuntime, agent_type: str = "mismatched") -> None:
     """A factory that makes EchoAgents, registered as if it made CounterAgents."""
     await runtime.register_factory(agent_type, EchoAgent, expected_class=CounterAgent)
@@ -640,6 +645,7 @@ def forwarder_subscriptions() -> list[Subscription]:
     return [TypeSubscription("to_forward", "forwarder")]
 
 
+@mirrored
 async def register_forwarder(runtime: AgentRuntime) -> None:
     """ClosureAgent ``forwarder`` on topic ``to_forward``, and the ``echo`` it asks."""
     await register_agent(runtime, EchoAgent, "echo")
@@ -656,12 +662,14 @@ async def double(agent: ClosureContext, value: Count, ctx: MessageContext) -> Co
     return Count(value=value.value * 2)
 
 
+@mirrored
 async def register_doubler(runtime: AgentRuntime, agent_type: str = "doubler") -> AgentType:
     return await ClosureAgent.register_closure(
         runtime, agent_type, double, unknown_type_policy="error"
     )
 
 
+@mirrored
 async def register_probe_factory(
     runtime: AgentRuntime, agent_class: type[TurnProbe], agent_type: str
 ) -> None:

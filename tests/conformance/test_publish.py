@@ -233,8 +233,10 @@ async def test_duplicate_subscription_is_a_value_error(runtime: AgentRuntime) ->
         await runtime.add_subscription(subscription)
     with pytest.raises(ValueError, match="already exists"):
         await runtime.add_subscription(TypeSubscription("news", "reporter"))
+    prefix = TypePrefixSubscription("news.", "reporter")
+    await runtime.add_subscription(prefix)
     with pytest.raises(ValueError, match="already exists"):
-        await runtime.add_subscription(TypePrefixSubscription("reporter:", "reporter"))
+        await runtime.add_subscription(TypePrefixSubscription("news.", "reporter"))
 
 
 async def test_publish_to_a_topic_nobody_subscribes_to_is_fine(runtime: AgentRuntime) -> None:

@@ -536,13 +536,33 @@ class BrokerAgentRuntime(RuntimeCore):
         state: Mapping[str, Any] = await self._control(agent, CONTROL_SAVE_STATE)
         return state
 
+    def _require_redis(self) -> Redis:
+        if self._redis is None:
+            raise RuntimeError("The runtime is not started.")
+        return self._redis
+
     async def agent_load_state(self, agent: AgentId, state: Mapping[str, Any]) -> None:
         """Load ``state`` into the agent in its turn (creating it if needed) and save it."""
         await self._control(agent, CONTROL_LOAD_STATE, dict(state))
 
+    async def get(
+        self, id_or_type: AgentId | AgentType | str, /, key: str = "default", *, lazy: bool = True
+    ) -> AgentId:
+        """The id of an agent; with ``lazy=False`` its worker creates it now."""
+        if isinstance(id_or_type, AgentId):
+            agent_id = id_or_type
+        else:
+            name = id_or_type.type if isinstance(id_or_type, AgentType) else id_or_type
+            agent_id = AgentId(name, key)
+        if not lazy:
+            await self._control(agent_id, CONTROL_METADATA)
+        return agent_id
+
     async def save_state(self) -> Mapping[str, Any]:
-        """The state of the agents this worker hosts now, keyed ``"type/key"``."""
-        return {str(a): dict(await self.agent_save_state(a)) for a in self._directory.active_ids()}
+        """The saved state of every agent of the namespace, keyed ``"type/key"`` (read from
+        Redis: what the agents' last handled messages left)."""
+        await self._until_started()
+        return await StateStore(self._require_redis(), self._names).all_states()
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
         """Load each ``"type/key"`` entry into its agent; types no live worker hosts are

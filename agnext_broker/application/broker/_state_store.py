@@ -128,6 +128,17 @@ class StateStore:
         text = await self._redis.get(self._names.state_key(agent_id))
         return AgentRecord() if text is None else AgentRecord.from_json(text)
 
+    async def all_states(self) -> dict[str, dict[str, Any]]:
+        """The saved state of every agent of the namespace, keyed ``"type/key"``."""
+        prefix = self._names.state_key(AgentId("x", "")).split("{")[0]
+        states: dict[str, dict[str, Any]] = {}
+        async for key in self._redis.scan_iter(match=f"{prefix}{{*}}", count=500):
+            text = await self._redis.get(key)
+            if text is not None:
+                agent = str(key)[len(prefix) + 1 : -1]
+                states[agent] = AgentRecord.from_json(text).state or {}
+        return states
+
     async def save(self, agent_id: AgentId, expected_version: int, record: AgentRecord) -> None:
         """Write ``record`` if the stored version is still ``expected_version``.
 
