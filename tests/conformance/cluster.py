@@ -88,10 +88,7 @@ class ClusterRuntime(BrokerAgentRuntime):
             payload = {**command, "namespace": self.settings.namespace, "answer": answer_id}
             await self._commands.rpush(COMMANDS.format(name=worker), json.dumps(payload))
         for answer_id in ids:
-            popped = await self._commands.blpop([ANSWERS.format(id=answer_id)], timeout=60)
-            if popped is None:
-                raise TimeoutError(f"a cluster worker did not answer {command['op']}")
-            answers.append(json.loads(popped[1]))
+            answers.append(json.loads(await _pop(self._commands, ANSWERS.format(id=answer_id))))
         return answers
 
     async def mirror(
@@ -108,7 +105,26 @@ class ClusterRuntime(BrokerAgentRuntime):
             if "error" in answer:
                 raise rebuild_error(answer["error"]["type"], answer["error"]["message"])
         await self._tick()  # learn at once which types the workers host now
+        await self._until_partitions_settle()
         return _decode(answers[0]["result"])
+
+    async def _until_partitions_settle(self, timeout: float = 20.0) -> None:
+        """Wait until every partition has the owner the fair share gives it, so that a test
+        does not run while the workers are still handing partitions over."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            workers = await self._registry.live_workers()
+            owners = {}
+            for agent_type, info in (await self._registry.agent_types()).items():
+                hosts = sorted(w.worker_id for w in workers if agent_type in w.agent_types)
+                for partition in range(int(info["partitions"]) if hosts else 0):
+                    key = self._names.owner_key(agent_type, partition)
+                    owners[key] = hosts[partition % len(hosts)]
+            found = await self._commands.mget(list(owners)) if owners else []
+            if list(owners.values()) == found:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError("the cluster's partitions did not settle")
 
     async def register_factory(self, type: Any, agent_factory: Any, **kwargs: Any) -> Any:
         # A class can be named to another process; a closure cannot, and stays here.
@@ -126,6 +142,18 @@ class ClusterRuntime(BrokerAgentRuntime):
                 await self._commands.aclose()
 
 
+async def _pop(client: Redis, key: str, timeout: float | None = 60.0) -> str:
+    """The next item of the list ``key``, waiting up to ``timeout`` seconds (None: forever).
+    Short blocking pops keep each read well inside the client's socket timeout."""
+    waited = 0.0
+    while timeout is None or waited < timeout:
+        popped = await client.blpop([key], timeout=1)
+        if popped is not None:
+            return str(popped[1])
+        waited += 1.0
+    raise TimeoutError(f"nothing arrived on {key} within {timeout:g} s")
+
+
 async def _register_factory(runtime: Any, agent_type: Any, factory: Any, **kwargs: Any) -> Any:
     return await runtime.register_factory(agent_type, factory, **kwargs)
 
@@ -135,9 +163,7 @@ async def _serve(amqp_url: str, redis_url: str, name: str) -> None:
     runtimes: dict[str, BrokerAgentRuntime] = {}
     try:
         while True:
-            popped = await control.blpop([COMMANDS.format(name=name)], timeout=0)
-            assert popped is not None
-            command = json.loads(popped[1])
+            command = json.loads(await _pop(control, COMMANDS.format(name=name), None))
             if command["op"] == "exit":
                 return
             namespace = command["namespace"]

@@ -39,8 +39,17 @@ from .._invoke import invoke_handler
 from .._telemetry import Telemetry
 from .._turns import Place
 from . import _names as n
-from ._errors import error_message, error_type_name
+from ._claims import PartitionClaims
+from ._errors import error_type_name
 from ._registry import Registry
+from ._replies import (
+    CONTROL_LOAD_STATE,
+    CONTROL_METADATA,
+    CONTROL_SAVE_STATE,
+    describe,
+    encode_response,
+    error_response,
+)
 from ._routing import partition_of
 from ._settings import BrokerSettings
 from ._state_store import AgentRecord, StateConflict, StateStore, StoredResponse
@@ -49,10 +58,6 @@ from ._wire import Envelope, InvalidMessage, decode
 
 logger = logging.getLogger("agnext_broker")
 
-CONTROL_SAVE_STATE = "agnext.save_state"
-CONTROL_LOAD_STATE = "agnext.load_state"
-CONTROL_METADATA = "agnext.metadata"
-JSON_VALUE_TYPE = "json"  # wire type of a response that is a plain JSON value (None, int, dict...)
 CANCEL_GRACE_SECONDS = 1.0
 
 
@@ -60,24 +65,6 @@ def turn_id(agent_id: AgentId, delivery_id: str) -> str:
     """A short id of one agent's turn on one message, as carried in call paths."""
     digest = hashlib.blake2b(f"{agent_id}\x00{delivery_id}".encode(), digest_size=8)
     return digest.hexdigest()
-
-
-# Claim KEYS[1] for ARGV[1] unless it is held by another of the live workers ARGV[2..].
-_CLAIM_IF_FREE = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then
-  for i = 2, #ARGV do
-    if ARGV[i] == holder then return 0 end
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
-"""
-
-_DELETE_IF_HOLDER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class _Retry(Exception):
@@ -91,25 +78,6 @@ class _Partition:
     queue: AbstractQueue
     consumer_tag: str | None = None
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-def encode_response(registry: SerializationRegistry, result: Any) -> StoredResponse:
-    if result is None or isinstance(result, (bool, int, float, str, list, dict)):
-        try:
-            data = json.dumps(result)
-        except (TypeError, ValueError) as e:
-            raise SerializationError(f"RPC response is not JSON serializable: {e}") from e
-        return StoredResponse(JSON_VALUE_TYPE, "application/json", data)
-    type_name, content_type, payload = registry.serialize(result)
-    return StoredResponse(type_name, content_type, payload.decode())
-
-
-def decode_response(registry: SerializationRegistry, envelope: Envelope) -> Any:
-    if envelope.type == JSON_VALUE_TYPE:
-        return json.loads(envelope.data)
-    return registry.deserialize(
-        envelope.data, type_name=envelope.type, data_content_type=envelope.content_type
-    )
 
 
 class Hosting:
@@ -152,8 +120,7 @@ class Hosting:
         self._handling: dict[str, tuple[asyncio.Future[Any], CancellationToken]] = {}
         self._cancelled: OrderedDict[str, bool] = OrderedDict()
         self._save_locks: dict[AgentId, asyncio.Lock] = {}
-        self._claim_script = redis.register_script(_CLAIM_IF_FREE)
-        self._release_script = redis.register_script(_DELETE_IF_HOLDER)
+        self._claims = PartitionClaims(redis, names, settings.worker_id)
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -164,9 +131,6 @@ class Hosting:
     @property
     def in_flight(self) -> int:
         return sum(len(p.in_flight) for p in self._owned.values())
-
-    def _claim_key(self, agent_type: str, partition: int) -> str:
-        return f"{self._names.namespace}:owner:{agent_type}:{partition}"
 
     async def rebalance(self, live_workers: dict[str, tuple[str, ...]]) -> None:
         """Consume exactly the partitions assigned to this worker among the live workers."""
@@ -193,11 +157,7 @@ class Hosting:
         is void. A partition this worker already consumes is claimed again on every rebalance,
         so a claim taken over while this worker seemed dead comes back.
         """
-        key = self._claim_key(agent_type, partition)
-        claimed = await self._claim_script(
-            keys=[key], args=[self._settings.worker_id, *live_workers]
-        )
-        return bool(claimed)
+        return await self._claims.claim(agent_type, partition, list(live_workers))
 
     async def _consume(self, agent_type: str, partition: int) -> None:
         queue = await self._transport.consume_channel.get_queue(
@@ -238,8 +198,7 @@ class Hosting:
                 and self._partition_of(agent_id) == owned.partition
             ):
                 await self._deactivate(agent_id)
-        key = self._claim_key(owned.agent_type, owned.partition)
-        await self._release_script(keys=[key], args=[self._settings.worker_id])
+        await self._claims.release(owned.agent_type, owned.partition)
         logger.info("released %s partition %d", owned.agent_type, owned.partition)
 
     async def release_all(self) -> None:
@@ -437,8 +396,8 @@ class Hosting:
             agent, record = await self._activate(agent_id)
         except _ActivationFailed as e:
             if not is_rpc:
-                raise _DeadLetter("activation_error", _describe(e.cause)) from e
-            return _error_response(e.cause)
+                raise _DeadLetter("activation_error", describe(e.cause)) from e
+            return error_response(e.cause)
         if record.has_applied(delivery_id):
             return record.responses.get(delivery_id) if is_rpc else None
         if is_rpc and self._cancelled.pop(envelope.id, False):
@@ -479,10 +438,10 @@ class Hosting:
                 # The instance may hold half a change: the next attempt starts from saved state.
                 await self._deactivate(agent_id)
                 if is_rpc:
-                    return _error_response(e)
+                    return error_response(e)
                 if attempt == attempts:
                     self._on_event_failure(e)
-                    raise _DeadLetter("handler_error", _describe(e)) from e
+                    raise _DeadLetter("handler_error", describe(e)) from e
                 logger.warning("event handler of %s failed (attempt %d): %s", agent_id, attempt, e)
                 await asyncio.sleep(0.05 * 2**attempt)
                 agent, _ = await self._activate(agent_id)
@@ -504,7 +463,7 @@ class Hosting:
                 raise ValueError(f"unknown control operation {operation!r}")
             return encode_response(self._serializers, result)
         except Exception as e:
-            return _error_response(e)
+            return error_response(e)
 
     async def _commit(
         self, agent_id: AgentId, delivery_id: str, response: StoredResponse | None
@@ -573,16 +532,6 @@ class _ActivationFailed(Exception):
     def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def _describe(error: BaseException) -> str:
-    return f"{error_type_name(error)}: {error_message(error)}"
-
-
-def _error_response(error: BaseException) -> StoredResponse:
-    return StoredResponse(
-        "error", "text/plain", error_message(error), error_type=error_type_name(error)
-    )
 
 
 class _DeadLetter(Exception):

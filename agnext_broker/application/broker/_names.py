@@ -14,6 +14,7 @@ Redis (``<ns>:`` prefix; ``{...}`` is the Redis Cluster hash tag of one agent):
 - ``<ns>:worker:<worker_id>``  JSON description of a live worker (expires)
 - ``<ns>:types``  hash: agent type -> JSON (partitions, message types)
 - ``<ns>:subscriptions``  hash: subscription id -> JSON
+- ``<ns>:owner:<agent_type>:<partition>``  the id of the worker consuming that partition
 - ``<ns>:active:<agent_type>``  sorted set: agent key -> last activity (unix seconds)
 - ``<ns>:agent:{<agent_type>/<key>}``  the agent's state document (JSON)
 """
@@ -74,6 +75,9 @@ class Names:
 
     def worker_key(self, worker_id: str) -> str:
         return f"{self.namespace}:worker:{worker_id}"
+
+    def owner_key(self, agent_type: str, partition: int) -> str:
+        return f"{self.namespace}:owner:{agent_type}:{partition}"
 
     def active_key(self, agent_type: str) -> str:
         return f"{self.namespace}:active:{agent_type}"

@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from aio_pika.abc import AbstractIncomingMessage
 from opentelemetry.trace import TracerProvider
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,20 +31,15 @@ from ...base import (
 )
 from .._runtime_core import RuntimeCore, calling_path, new_message_id
 from . import _names as n
-from ._errors import rebuild_error
-from ._hosting import (
-    CONTROL_LOAD_STATE,
-    CONTROL_METADATA,
-    CONTROL_SAVE_STATE,
-    Hosting,
-    decode_response,
-)
+from ._hosting import Hosting
 from ._registry import Registry, subscription_to_json
+from ._replies import CONTROL_LOAD_STATE, CONTROL_METADATA, CONTROL_SAVE_STATE
 from ._routing import routing_key
+from ._rpc import RpcClient
 from ._settings import BrokerSettings, redact
 from ._state_store import StateStore
 from ._transport import Transport
-from ._wire import Envelope, InvalidMessage, decode
+from ._wire import Envelope
 
 logger = logging.getLogger("agnext_broker")
 
@@ -96,7 +90,7 @@ class BrokerAgentRuntime(RuntimeCore):
         self._hosting: Hosting | None = None
         self._started: asyncio.Task[None] | None = None
         self._running = False
-        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._rpc = RpcClient(self._transport, self._serializers, self.settings)
         self._partitions: dict[str, int] = {}  # any agent type -> partition count (cache)
         self._hosted_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._loops: list[asyncio.Task[None]] = []
@@ -137,8 +131,8 @@ class BrokerAgentRuntime(RuntimeCore):
         reply_queue = await self._transport.consume_channel.declare_queue(
             self._names.reply_queue(settings.worker_id), exclusive=True, auto_delete=True
         )
-        await reply_queue.consume(self._on_reply, no_ack=True)
-        self._reply_to = reply_queue.name
+        self._rpc.reply_to = reply_queue.name
+        await reply_queue.consume(self._rpc.on_reply, no_ack=True)
         self._hosting = Hosting(
             settings=settings,
             names=self._names,
@@ -220,9 +214,7 @@ class BrokerAgentRuntime(RuntimeCore):
             await self._hosting.release_all()
             with contextlib.suppress(Exception):
                 await self._registry.leave(self.settings.worker_id)
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("the runtime stopped before the response"))
+        self._rpc.fail_all(ConnectionError("the runtime stopped before the response"))
         await self._transport.close()
         if self._redis is not None:
             await self._redis.aclose()
@@ -239,7 +231,7 @@ class BrokerAgentRuntime(RuntimeCore):
         assert self._hosting is not None
         while True:
             if (
-                not self._pending
+                not self._rpc.waiting
                 and self._hosting.in_flight == 0
                 and await self._hosting.queues_empty()
                 and self._hosting.in_flight == 0
@@ -291,11 +283,12 @@ class BrokerAgentRuntime(RuntimeCore):
             agent_type, self.settings.partitions, self._message_type_names()
         )
         self._partitions[agent_type] = partitions
-        self._hosting.partitions[agent_type] = partitions
         await self._transport.topology.declare_type(agent_type, partitions)
         for subscription in await self._registry.subscriptions():
             if getattr(subscription, "agent_type", None) == agent_type:
                 await self._transport.topology.bind(subscription, agent_type, partitions)
+        # Only now may a rebalance (perhaps running concurrently) consume its queues.
+        self._hosting.partitions[agent_type] = partitions
 
     def _message_type_names(self) -> list[str]:
         return sorted({name for name, _ in self._serializers._by_name})
@@ -373,7 +366,7 @@ class BrokerAgentRuntime(RuntimeCore):
             message = await self._interventions.on_send(message, ctx, recipient)
         type_name, content_type, payload = self._serializers.serialize(message)
         with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
-            result = await self._request(
+            result = await self._rpc.request(
                 Envelope(
                     id=message_id,
                     source=self._source(sender),
@@ -402,31 +395,6 @@ class BrokerAgentRuntime(RuntimeCore):
     def _source(self, sender: AgentId | None) -> str:
         return str(sender) if sender is not None else f"agnext/{self.settings.worker_id}"
 
-    async def _request(self, envelope: Envelope, token: CancellationToken) -> Any:
-        """Publish a request to its recipient and wait for the response (or its error)."""
-        recipient = envelope.recipient
-        assert recipient is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[envelope.id] = future
-        try:
-            await self._transport.send(
-                envelope, routing_key(recipient.key, recipient.type), self._reply_to
-            )
-            token.link_future(future)
-            try:
-                return await asyncio.wait_for(future, self.settings.rpc_timeout)
-            except asyncio.CancelledError:
-                await self._cancel_remote(envelope)
-                raise
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"No response from {recipient} within {self.settings.rpc_timeout:g} s "
-                    f"(message {envelope.id}); it may still be handled. Retry with the same "
-                    "message_id to get its response without applying it twice."
-                ) from None
-        finally:
-            self._pending.pop(envelope.id, None)
-
     async def _control(self, agent: AgentId, operation: str, payload: Any = None) -> Any:
         """A state or metadata request, answered by the agent's worker in the agent's turn."""
         await self._until_started()
@@ -443,45 +411,7 @@ class BrokerAgentRuntime(RuntimeCore):
             path=tuple(str(turn) for turn in calling_path()),
             correlation=message_id,
         )
-        return await self._request(request, CancellationToken())
-
-    async def _cancel_remote(self, request: Envelope) -> None:
-        """Tell the recipient's worker that nobody waits for ``request`` any more."""
-        assert request.recipient is not None
-        cancel = Envelope(
-            id=f"{request.id}:cancel",
-            source=request.source,
-            type="cancel",
-            kind=n.KIND_CANCEL,
-            data=b"",
-            content_type="application/json",
-            recipient=request.recipient,
-            correlation=request.id,
-        )
-        key = routing_key(request.recipient.key, request.recipient.type)
-        try:
-            await self._transport.send(cancel, key, self._reply_to)
-        except Exception as e:
-            logger.warning("could not tell %s to cancel %s: %s", request.recipient, request.id, e)
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        try:
-            envelope = decode(message.headers, message.content_type, message.body)
-        except InvalidMessage as e:
-            logger.warning("ignoring an invalid reply: %s", e)
-            return
-        future = self._pending.get(envelope.correlation or message.correlation_id or "")
-        if future is None or future.done():
-            return  # a late or repeated response: the caller no longer waits
-        if envelope.kind == n.KIND_ERROR:
-            future.set_exception(
-                rebuild_error(envelope.error_type or "Exception", envelope.data.decode())
-            )
-            return
-        try:
-            future.set_result(decode_response(self._serializers, envelope))
-        except Exception as e:
-            future.set_exception(e)
+        return await self._rpc.request(request, CancellationToken())
 
     async def publish_message(
         self,

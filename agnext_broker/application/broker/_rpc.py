@@ -1,0 +1,105 @@
+"""The calling side of RPC: requests, their correlated responses, timeouts and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from ...base import CancellationToken, SerializationRegistry
+from . import _names as n
+from ._errors import rebuild_error
+from ._replies import decode_response
+from ._routing import routing_key
+from ._settings import BrokerSettings
+from ._transport import Transport
+from ._wire import Envelope, InvalidMessage, decode
+
+logger = logging.getLogger("agnext_broker")
+
+
+class RpcClient:
+    """Sends requests and matches the responses on this process's reply queue to them."""
+
+    def __init__(
+        self, transport: Transport, serializers: SerializationRegistry, settings: BrokerSettings
+    ) -> None:
+        self._transport = transport
+        self._serializers = serializers
+        self._settings = settings
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self.reply_to = ""
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    def fail_all(self, error: BaseException) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    async def request(self, envelope: Envelope, token: CancellationToken) -> Any:
+        """Publish a request to its recipient and wait for the response (or its error)."""
+        recipient = envelope.recipient
+        assert recipient is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[envelope.id] = future
+        try:
+            await self._transport.send(
+                envelope, routing_key(recipient.key, recipient.type), self.reply_to
+            )
+            token.link_future(future)
+            try:
+                return await asyncio.wait_for(future, self._settings.rpc_timeout)
+            except asyncio.CancelledError:
+                await self._cancel_remote(envelope)
+                raise
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"No response from {recipient} within {self._settings.rpc_timeout:g} s "
+                    f"(message {envelope.id}); it may still be handled. Retry with the same "
+                    "message_id to get its response without applying it twice."
+                ) from None
+        finally:
+            self._pending.pop(envelope.id, None)
+
+    async def _cancel_remote(self, request: Envelope) -> None:
+        """Tell the recipient's worker that nobody waits for ``request`` any more."""
+        assert request.recipient is not None
+        cancel = Envelope(
+            id=f"{request.id}:cancel",
+            source=request.source,
+            type="cancel",
+            kind=n.KIND_CANCEL,
+            data=b"",
+            content_type="application/json",
+            recipient=request.recipient,
+            correlation=request.id,
+        )
+        key = routing_key(request.recipient.key, request.recipient.type)
+        try:
+            await self._transport.send(cancel, key, self.reply_to)
+        except Exception as e:
+            logger.warning("could not tell %s to cancel %s: %s", request.recipient, request.id, e)
+
+    async def on_reply(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = decode(message.headers, message.content_type, message.body)
+        except InvalidMessage as e:
+            logger.warning("ignoring an invalid reply: %s", e)
+            return
+        future = self._pending.get(envelope.correlation or message.correlation_id or "")
+        if future is None or future.done():
+            return  # a late or repeated response: the caller no longer waits
+        if envelope.kind == n.KIND_ERROR:
+            future.set_exception(
+                rebuild_error(envelope.error_type or "Exception", envelope.data.decode())
+            )
+            return
+        try:
+            future.set_result(decode_response(self._serializers, envelope))
+        except Exception as e:
+            future.set_exception(e)
