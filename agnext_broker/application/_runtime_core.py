@@ -126,8 +126,12 @@ class RuntimeCore(AgentRuntime):
             agent_type = id_or_type.type if isinstance(id_or_type, AgentType) else id_or_type
             agent_id = AgentId(agent_type, key)
         if not lazy:
-            await self._agent(agent_id)
+            await self._create_now(agent_id)
         return agent_id
+
+    async def _create_now(self, agent_id: AgentId) -> None:
+        """Create the agent if it does not exist yet (``get(..., lazy=False)``)."""
+        await self._agent(agent_id)
 
     async def _in_turn(self, agent_id: AgentId, call: Callable[[Agent], Awaitable[Any]]) -> Any:
         """Run ``call(agent)`` in the agent's turn, so it never sees a handler half-way."""

@@ -475,18 +475,8 @@ class BrokerAgentRuntime(RuntimeCore):
         """Load ``state`` into the agent in its turn (creating it if needed) and save it."""
         await self._control(agent, CONTROL_LOAD_STATE, dict(state))
 
-    async def get(
-        self, id_or_type: AgentId | AgentType | str, /, key: str = "default", *, lazy: bool = True
-    ) -> AgentId:
-        """The id of an agent; with ``lazy=False`` its worker creates it now."""
-        if isinstance(id_or_type, AgentId):
-            agent_id = id_or_type
-        else:
-            name = id_or_type.type if isinstance(id_or_type, AgentType) else id_or_type
-            agent_id = AgentId(name, key)
-        if not lazy:
-            await self._control(agent_id, CONTROL_METADATA)
-        return agent_id
+    async def _create_now(self, agent_id: AgentId) -> None:
+        await self._control(agent_id, CONTROL_METADATA)  # its worker creates it, in its turn
 
     async def save_state(self) -> Mapping[str, Any]:
         """The saved state of every agent of the namespace, keyed ``"type/key"`` (read from
