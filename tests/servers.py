@@ -382,9 +382,15 @@ class _PrivateServer:
     def _close_extra(self) -> None:
         pass
 
+    _port: int  # set by each server's constructor
+
+    @property
+    def host(self) -> str:
+        return HOST
+
     @property
     def port(self) -> int:
-        raise NotImplementedError
+        return self._port
 
     @property
     def console_log(self) -> Path:
@@ -610,14 +616,6 @@ class RedisServer(_PrivateServer):
         return f"RedisServer({self.url!r}, running={self.is_running})"
 
     @property
-    def host(self) -> str:
-        return HOST
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
     def url(self) -> str:
         return f"redis://{HOST}:{self._port}/0"
 
@@ -726,14 +724,6 @@ class RabbitMQServer(_PrivateServer):
 
     def __repr__(self) -> str:
         return f"RabbitMQServer({self.nodename!r}, {self.amqp_url!r}, running={self.is_running})"
-
-    @property
-    def host(self) -> str:
-        return HOST
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def amqp_url(self) -> str:

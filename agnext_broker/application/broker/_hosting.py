@@ -473,7 +473,9 @@ class Hosting:
         Raises:
             _Retry: another worker wrote the agent's state meanwhile.
         """
-        lock = self._save_locks.setdefault(agent_id, asyncio.Lock())
+        lock = self._save_locks.get(agent_id)
+        if lock is None:
+            lock = self._save_locks[agent_id] = asyncio.Lock()
         async with lock:  # turns of one agent that overlap (reentrant, concurrent) save in order
             agent = self._directory.get_active(agent_id)
             state = await _saved_state(agent) if agent is not None else None
