@@ -32,6 +32,9 @@ Function-scoped:
     An ``AmqpCleanup``: ``queue(name)`` / ``exchange(name)`` register names (and return them) to be
     deleted from ``rabbitmq`` after the test.
 
+Private servers that a test run killed with SIGKILL could not stop are stopped when the next run
+starts, and their directories removed.
+
 If the binaries of a server that selected tests need are missing (and no URL is given), the run
 stops with a usage error naming the Debian package to install; nothing is skipped.
 """
@@ -58,10 +61,16 @@ from tests.servers import (
     RabbitMQServer,
     RedisServer,
     missing_binaries,
+    sweep_stale_servers,
 )
 
 AMQP_URL_ENV = "AGNEXT_TEST_AMQP_URL"
 REDIS_URL_ENV = "AGNEXT_TEST_REDIS_URL"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    for directory in sweep_stale_servers():
+        print(f"stopped the private servers a killed test run left in {directory}")
 
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection

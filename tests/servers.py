@@ -270,6 +270,69 @@ def _wait_gone(pids: Iterable[int], timeout: float) -> bool:
     return True
 
 
+def _start_time(pid: int) -> str | None:
+    """The boot-relative start time of a process: with the pid, it names one process for good."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()[19]
+
+
+# Each server's directory holds this file: the test process that owns it, then one line per
+# session the server's processes were started in. A test run killed with SIGKILL cannot stop its
+# servers; the next run finds their directories and does (``sweep_stale_servers``).
+_OWNER_FILE: Final = ".agnext-owner"
+_DIR_PREFIXES: Final = ("agnext-redis-", "agnext-rabbitmq-")
+
+
+def _record_session(base_dir: Path, sid: int) -> None:
+    owner = base_dir / _OWNER_FILE
+    with open(owner, "a") as f:
+        if f.tell() == 0:
+            f.write(f"{os.getpid()} {_start_time(os.getpid())}\n")
+        f.write(f"{sid}\n")
+
+
+def _works_in(pid: int, directory: Path) -> bool:
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return cwd == directory or directory in cwd.parents
+
+
+def sweep_stale_servers(tmp_dir: str | Path | None = None) -> list[Path]:
+    """Kill the private servers of test runs that died without stopping them, and remove their
+    directories. Returns the directories removed."""
+    removed = []
+    for base_dir in Path(tmp_dir or tempfile.gettempdir()).iterdir():
+        if not base_dir.name.startswith(_DIR_PREFIXES):
+            continue
+        try:
+            owner, *sessions = (base_dir / _OWNER_FILE).read_text().split("\n")
+        except OSError:
+            continue
+        owner_pid, _, owner_start = owner.partition(" ")
+        if owner_pid.isdigit() and _start_time(int(owner_pid)) == owner_start:
+            continue  # its test run is still going
+        # Only processes still working in that directory: a session id may since have been reused.
+        pids = [
+            pid
+            for sid in sessions
+            if sid.isdigit()
+            for pid in _session_pids(int(sid))
+            if _works_in(pid, base_dir)
+        ]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(pids, 10)
+        shutil.rmtree(base_dir, ignore_errors=True)
+        removed.append(base_dir)
+    return removed
+
+
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -443,6 +506,7 @@ class _PrivateServer:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+                _record_session(self.base_dir, self._proc.pid)
                 while True:
                     if self._proc.poll() is not None:
                         raise ServerError(
@@ -841,6 +905,7 @@ class RabbitMQServer(_PrivateServer):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _record_session(self.base_dir, self._epmd.pid)
         deadline = time.monotonic() + 10
         while not _accepts(self.epmd_port):
             if self._epmd.poll() is not None or time.monotonic() > deadline:

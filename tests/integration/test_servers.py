@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import aio_pika
 import pytest
@@ -23,6 +27,7 @@ from tests.servers import (
     PrivateServerRequired,
     RabbitMQServer,
     RedisServer,
+    sweep_stale_servers,
 )
 
 pytestmark = pytest.mark.integration
@@ -276,6 +281,39 @@ def test_close_leaves_no_process_and_no_files() -> None:
     assert _gone(pid)
     assert not server.base_dir.exists()
     server.close()  # idempotent
+
+
+_ORPHAN_SERVERS = """
+import os, signal, sys
+from tests.servers import RabbitMQServer, RedisServer
+redis, rabbitmq = RedisServer().start(), RabbitMQServer().start()
+print(redis.base_dir, redis.pid, rabbitmq.base_dir, rabbitmq.pid, rabbitmq.epmd_pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+def test_servers_of_a_killed_test_run_are_swept_by_the_next(
+    private_rabbitmq: RabbitMQServer, private_redis_server: RedisServer
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run(
+        [sys.executable, "-c", _ORPHAN_SERVERS], cwd=root, capture_output=True, text=True
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    redis_dir, redis_pid, rabbitmq_dir, beam_pid, epmd_pid = run.stdout.split()
+    pids = [int(redis_pid), int(beam_pid), int(epmd_pid)]
+    assert not any(_gone(pid) for pid in pids)  # a SIGKILLed owner stops nothing
+
+    removed = sweep_stale_servers()
+
+    assert sorted(removed) == sorted([Path(redis_dir), Path(rabbitmq_dir)])
+    assert all(_gone(pid) for pid in pids)
+    assert not Path(redis_dir).exists()
+    assert not Path(rabbitmq_dir).exists()
+    assert private_rabbitmq.is_running  # the servers of this run are not touched
+    assert private_redis_server.is_running
+    assert private_rabbitmq.base_dir.exists()
 
 
 @pytest.mark.slow
