@@ -8,8 +8,11 @@ import subprocess
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from agnext_broker import AgentId, TopicId
+from agnext_broker.application.broker._names import Names
+from agnext_broker.application.broker._state_store import AgentRecord, StateStore
 from tests.integration.apps import (
     COUNTER_TYPE,
     INCREMENTS_TOPIC,
@@ -96,3 +99,28 @@ async def test_agent_resumes_from_saved_state_after_restart(
     assert document["state"]["count"] == 8
     # The state is also what the runtime reports, from any process.
     assert (await second.agent_save_state(AgentId(COUNTER_TYPE, "alpha")))["count"] == 8
+
+
+async def test_concurrent_saves_each_get_their_own_outcome(
+    redis_client: redis.asyncio.Redis, namespace: str
+) -> None:
+    store = StateStore(redis_client, Names(namespace))
+    agents = [AgentId("counter", f"k{i}") for i in range(20)]
+    first = [AgentRecord(1, {"n": i}, [f"m{i}"]) for i in range(20)]
+    await asyncio.gather(*(store.save(a, 0, r) for a, r in zip(agents, first, strict=True)))
+
+    await redis_client.script_flush()  # as after a Redis restart: the script must be loaded again
+    second = [AgentRecord(2, {"n": 100 + i}, [f"m{i}", "x"]) for i in range(20)]
+    # Every other save expects a version that is not there any more: only those conflict.
+    outcomes = await asyncio.gather(
+        *(store.save(a, 1 if i % 2 else 7, r) for i, (a, r) in enumerate(zip(agents, second))),
+        return_exceptions=True,
+    )
+
+    assert [type(o).__name__ for o in outcomes] == ["StateConflict", "NoneType"] * 10
+    assert "at version 1, not 7" in str(outcomes[0])
+    loaded = [await store.load(a) for a in agents]
+    assert [r.state for r in loaded] == [
+        {"n": i} if i % 2 == 0 else {"n": 100 + i} for i in range(20)
+    ]
+    assert [r.version for r in loaded] == [1, 2] * 10

@@ -66,23 +66,25 @@ async def _publish(url: str, queue_name: str, bodies: list[bytes], *, durable: b
             assert confirmation is not None
 
 
-async def _consume(url: str, queue_name: str, count: int, *, durable: bool) -> list[bytes]:
-    """Consume ``count`` messages from the queue (acking each) and return their bodies."""
+async def _consume(
+    url: str, queue_name: str, count: int, *, durable: bool, timeout: float = 20.0
+) -> list[bytes]:
+    """Take up to ``count`` messages from the queue (acking each), waiting at most ``timeout``
+    seconds for them, and return their bodies."""
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(queue_name, durable=durable)
         received: list[bytes] = []
-        async with queue.iterator() as messages:
-            async for message in messages:
-                async with message.process():
-                    received.append(message.body)
-                if len(received) == count:
-                    break
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(received) < count and asyncio.get_running_loop().time() < deadline:
+            message = await queue.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            received.append(message.body)
+            await message.ack()
         return received
-
-
-# --- the servers are private and work ----------------------------------------------------------
 
 
 def test_private_servers_listen_on_loopback_ports_of_their_own(

@@ -363,15 +363,19 @@ class Hosting:
         payload: Any,
         joined: list[tuple[AgentId, str, Place]],
     ) -> None:
+        replies: list[asyncio.Task[None]] = []
         try:
-            for recipient, delivery_id, place in joined:
-                await place.wait()
-                try:
-                    reply = await self._handle(recipient, delivery_id, envelope, payload, place)
-                finally:
-                    place.leave()  # the reply's confirm need not hold up the agent's next turn
-                if reply is not None:
-                    await self._reply(envelope, message, reply)
+            try:
+                for recipient, delivery_id, place in joined:
+                    await place.wait()
+                    try:
+                        await self._handle(
+                            recipient, delivery_id, envelope, payload, place, message, replies
+                        )
+                    finally:
+                        place.leave()  # the reply's confirm need not hold up the next turn
+            finally:
+                await asyncio.gather(*replies)
             await message.ack()
         except _Retry:
             await message.nack(requeue=True)
@@ -388,27 +392,41 @@ class Hosting:
         envelope: Envelope,
         payload: Any,
         place: Place,
-    ) -> StoredResponse | None:
-        """Handle one message in the agent's turn: run it and save the state with its id.
-        Returns the response to send (the request's stored one if it was already applied)."""
+        message: AbstractIncomingMessage,
+        replies: list[asyncio.Task[None]],
+    ) -> None:
+        """Handle one message in the agent's turn: run it, start sending its response, and save
+        the state with its id. A request already applied is answered with its stored response.
+
+        The response goes out while the state is being saved, as every outgoing message of a
+        handler goes out before the save (a crash in between redelivers the request, and the
+        handler runs again from the saved state); the ack waits for both.
+        """
         is_rpc = envelope.kind != n.KIND_PUBLISH
+
+        def respond(response: StoredResponse | None) -> None:
+            if is_rpc and response is not None and message.reply_to:
+                replies.append(asyncio.ensure_future(self._reply(envelope, message, response)))
+
         try:
             agent, record = await self._activate(agent_id)
         except _ActivationFailed as e:
             if not is_rpc:
                 raise _DeadLetter("activation_error", describe(e.cause)) from e
-            return error_response(e.cause)
+            respond(error_response(e.cause))
+            return
         if record.has_applied(delivery_id):
-            return record.responses.get(delivery_id) if is_rpc else None
+            respond(record.responses.get(delivery_id))
+            return
         if is_rpc and self._cancelled.pop(envelope.id, False):
-            return None  # the caller stopped waiting before the handler began
+            return  # the caller stopped waiting before the handler began
         response: StoredResponse | None
         if envelope.kind == n.KIND_CONTROL:
             response = await self._control(agent, envelope.type, payload)
         else:
             response = await self._run(agent_id, agent, envelope, payload, place)
+        respond(response)
         await self._commit(agent_id, delivery_id, response)
-        return response if is_rpc else None
 
     async def _run(
         self, agent_id: AgentId, agent: Any, envelope: Envelope, payload: Any, place: Place
@@ -501,8 +519,7 @@ class Hosting:
     async def _reply(
         self, request: Envelope, message: AbstractIncomingMessage, stored: StoredResponse
     ) -> None:
-        if not message.reply_to:
-            return  # the caller does not wait (fire-and-forget send from a foreign producer)
+        assert message.reply_to is not None
         response = Envelope(
             id=f"{request.id}:response",
             source=str(request.recipient),

@@ -7,16 +7,20 @@
      "responses": {"<message id>": {...}}}          # stored RPC responses of those ids
 
 Every write is conditional on the version read (a Lua script compares and sets in one step), so
-a worker that lost an agent to another cannot overwrite the newer state.
+a worker that lost an agent to another cannot overwrite the newer state. Writes issued while
+earlier ones are on their way go to Redis together in one pipeline (each still its own script
+call with its own outcome): under load, a worker's many agents save in few round trips.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from ...base import AgentId
 from ._names import Names
@@ -123,6 +127,8 @@ class StateStore:
         self._redis = redis
         self._names = names
         self._save = redis.register_script(_SAVE_IF_VERSION)
+        self._queued: list[tuple[str, int, str, asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def load(self, agent_id: AgentId) -> AgentRecord:
         text = await self._redis.get(self._names.state_key(agent_id))
@@ -144,11 +150,50 @@ class StateStore:
 
         Raises:
             StateConflict: the stored version differs.
+            redis.exceptions.RedisError: Redis did not take the write.
         """
-        found = await self._save(
-            keys=[self._names.state_key(agent_id)], args=[expected_version, record.to_json()]
-        )
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        key = self._names.state_key(agent_id)
+        self._queued.append((key, expected_version, record.to_json(), future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        found = await future
         if int(found) != -1:
             raise StateConflict(
                 f"state of {agent_id} is at version {found}, not {expected_version}"
             )
+
+    async def _write_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                results = await self._write(batch)
+            except Exception as e:
+                results = [e] * len(batch)
+            for (*_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue  # its caller stopped waiting
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _write(
+        self, batch: list[tuple[str, int, str, asyncio.Future[Any]]], *, first: bool = True
+    ) -> list[Any]:
+        if len(batch) == 1:
+            key, version, document, _ = batch[0]
+            return [await self._save(keys=[key], args=[version, document])]
+        pipeline = self._redis.pipeline(transaction=False)
+        for key, version, document, _ in batch:
+            pipeline.evalsha(self._save.sha, 1, key, version, document)
+        results: list[Any] = await pipeline.execute(raise_on_error=False)
+        missed = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if first and missed:
+            # Redis restarted, or its script cache was flushed: load the script and write again
+            # what did not run (the others ran).
+            await self._redis.script_load(_SAVE_IF_VERSION)
+            again = await self._write([batch[i] for i in missed], first=False)
+            for i, result in zip(missed, again, strict=True):
+                results[i] = result
+        return results

@@ -3,18 +3,24 @@
 Publishing uses its own connection, with publisher confirms and ``mandatory`` returns raised,
 and persistent messages (aio-pika's defaults are neither). Consuming has another connection, so
 a slow consumer never holds up confirms.
+
+Messages are published on the channel's aiormq channel, with properties built directly: an
+aio-pika ``Message`` costs more than the rest of the publish, and its ``publish`` holds the
+channel's lock until the frames are written, so concurrent publishes wait for each other's
+writes; each publish here still waits for its confirm.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
-from aio_pika import DeliveryMode, Message
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import PublishError
+from aiormq import spec
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from ...base import AgnextError, UndeliverableException
@@ -24,6 +30,8 @@ from ._topology import Topology
 from ._wire import Envelope
 
 logger = logging.getLogger("agnext_broker")
+
+PERSISTENT = 2  # AMQP delivery mode
 
 
 class MessageTooLargeError(AgnextError, ValueError):
@@ -72,31 +80,55 @@ class Transport:
         admin_channel = await publishing.channel()
         self.topology = Topology(admin_channel, self._names, self._settings)
         await self.topology.declare_base()
-        get = self.publish_channel.get_exchange
-        self._events = await get(self._names.events_exchange, ensure=False)
-        self._direct = await get(self._names.direct_exchange, ensure=False)
-        self._dead_letters = await get(self._names.dead_letter_exchange, ensure=False)
 
     async def close(self) -> None:
         for connection in reversed(self._connections):
             await connection.close()
         self._connections = []
 
-    def _message(self, envelope: Envelope, **properties: Any) -> Message:
+    async def _publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.Basic.Properties,
+        *,
+        mandatory: bool,
+    ) -> None:
+        channel = cast(aiormq.Channel, await self.publish_channel.get_underlay_channel())
+        await channel.basic_publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=mandatory,
+            wait=False,  # do not hold the channel until the frames are written; await the confirm
+        )
+
+    async def _publish_envelope(
+        self,
+        exchange: str,
+        routing_key: str,
+        envelope: Envelope,
+        *,
+        mandatory: bool,
+        reply_to: str | None = None,
+    ) -> None:
         encoded = envelope.to_amqp()
         if len(encoded.body) > self._settings.max_message_bytes:
             raise MessageTooLargeError(
                 f"{envelope.type} message of {len(encoded.body)} bytes is larger than the "
                 f"limit of {self._settings.max_message_bytes} bytes (max_message_bytes)."
             )
-        return Message(
-            encoded.body,
-            headers=dict(encoded.headers),
+        properties = spec.Basic.Properties(
             content_type=encoded.content_type,
-            delivery_mode=DeliveryMode.PERSISTENT,
+            headers=dict(encoded.headers),
+            delivery_mode=PERSISTENT,
             message_id=envelope.id,
-            **properties,
+            correlation_id=envelope.correlation,
+            reply_to=reply_to,
         )
+        await self._publish(exchange, routing_key, encoded.body, properties, mandatory=mandatory)
 
     async def send(self, envelope: Envelope, routing_key: str, reply_to: str) -> None:
         """Publish a direct message; a recipient type with no queue fails at once.
@@ -105,9 +137,14 @@ class Transport:
             UndeliverableException: no queue is bound for the recipient's type.
             MessageTooLargeError: the message is over the size limit.
         """
-        message = self._message(envelope, reply_to=reply_to, correlation_id=envelope.correlation)
         try:
-            await self._direct.publish(message, routing_key, mandatory=True)
+            await self._publish_envelope(
+                self._names.direct_exchange,
+                routing_key,
+                envelope,
+                mandatory=True,
+                reply_to=reply_to,
+            )
         except PublishError as e:
             recipient = envelope.recipient
             raise UndeliverableException(
@@ -117,12 +154,12 @@ class Transport:
 
     async def publish(self, envelope: Envelope, routing_key: str) -> None:
         """Publish an event (an event no subscription matches is not an error)."""
-        message = self._message(envelope)
-        await self._events.publish(message, routing_key, mandatory=False)
+        await self._publish_envelope(
+            self._names.events_exchange, routing_key, envelope, mandatory=False
+        )
 
     async def reply(self, envelope: Envelope, reply_to: str) -> None:
-        message = self._message(envelope, correlation_id=envelope.correlation)
-        await self.publish_channel.default_exchange.publish(message, reply_to, mandatory=False)
+        await self._publish_envelope("", reply_to, envelope, mandatory=False)
 
     async def dead_letter(
         self,
@@ -141,13 +178,10 @@ class Transport:
             HEADER_DEAD_DETAIL: detail[:1000],
             HEADER_DEAD_QUEUE: queue,
         }
-        message = Message(
-            body,
-            headers=dead_headers,
-            content_type=content_type,
-            delivery_mode=DeliveryMode.PERSISTENT,
+        properties = spec.Basic.Properties(
+            content_type=content_type, headers=dead_headers, delivery_mode=PERSISTENT
         )
-        await self._dead_letters.publish(message, "", mandatory=False)
+        await self._publish(self._names.dead_letter_exchange, "", body, properties, mandatory=False)
         logger.warning(
             "dead-lettered a message from %s: %s (%s)",
             queue,

@@ -1,6 +1,12 @@
-"""CloudEvents on AMQP: the cloudevents package's RabbitMQ binding (binary content mode, ``ce-``
-headers, the payload as the body), and structured mode (``application/cloudevents+json``) read
-too. See docs/wire-format.md for the whole convention.
+"""CloudEvents on AMQP in the RabbitMQ protocol binding of the cloudevents package: binary content
+mode (``ce-`` headers, the payload as the body) written and read, structured mode
+(``application/cloudevents+json``) read too. See docs/wire-format.md for the whole convention.
+
+The messages the runtime writes, and those that carry no attribute beyond the ones it uses, are
+encoded and decoded here, with the binding's rules and validation (tests/unit/test_wire.py holds
+them equal to the binding's output); every other message is decoded by the binding itself. The
+SDK's event object validates and timestamps each event, which costs more per message than
+everything else the runtime does to it.
 """
 
 from __future__ import annotations
@@ -64,44 +70,52 @@ class Envelope:
     traceparent: str | None = None
 
     def to_amqp(self) -> binding.RabbitMQMessage:
-        """Encode in binary content mode through the binding."""
-        attributes: dict[str, Any] = {
-            "id": self.id,
-            "source": self.source,
-            "type": self.type,
-            "specversion": "1.0",
-            "datacontenttype": self.content_type,
-            n.EXT_KIND: self.kind,
+        """Encode in binary content mode, as ``binding.to_binary`` does (without ``ce-time``)."""
+        headers = {
+            "ce-id": self.id,
+            "ce-source": self.source,
+            "ce-type": self.type,
+            "ce-specversion": SPECVERSION,
+            _H_KIND: self.kind,
         }
         if self.recipient is not None:
-            attributes[n.EXT_RECIPIENT] = str(self.recipient)
+            headers[_H_RECIPIENT] = str(self.recipient)
         if self.topic is not None:
-            attributes[n.EXT_TOPIC_TYPE] = self.topic.type
-            attributes[n.EXT_TOPIC_SOURCE] = self.topic.source
+            headers[_H_TOPIC_TYPE] = self.topic.type
+            headers[_H_TOPIC_SOURCE] = self.topic.source
         if self.sender is not None:
-            attributes[n.EXT_SENDER] = str(self.sender)
+            headers[_H_SENDER] = str(self.sender)
         if self.path:
-            attributes[n.EXT_PATH] = ",".join(self.path)
+            headers[_H_PATH] = ",".join(self.path)
         if self.correlation is not None:
-            attributes[n.EXT_CORRELATION] = self.correlation
+            headers[_H_CORRELATION] = self.correlation
         if self.error_type is not None:
-            attributes[n.EXT_ERROR_TYPE] = self.error_type
+            headers[_H_ERROR_TYPE] = self.error_type
         if self.traceparent is not None:
-            attributes[n.EXT_TRACEPARENT] = self.traceparent
-        return binding.to_binary(CloudEvent(attributes, self.data), _JSON)
+            headers[_H_TRACEPARENT] = self.traceparent
+        return binding.RabbitMQMessage(headers, self.content_type, self.data)
 
+
+SPECVERSION = "1.0"
+_H_KIND = binding.CE_PREFIX + n.EXT_KIND
+_H_RECIPIENT = binding.CE_PREFIX + n.EXT_RECIPIENT
+_H_TOPIC_TYPE = binding.CE_PREFIX + n.EXT_TOPIC_TYPE
+_H_TOPIC_SOURCE = binding.CE_PREFIX + n.EXT_TOPIC_SOURCE
+_H_SENDER = binding.CE_PREFIX + n.EXT_SENDER
+_H_PATH = binding.CE_PREFIX + n.EXT_PATH
+_H_CORRELATION = binding.CE_PREFIX + n.EXT_CORRELATION
+_H_ERROR_TYPE = binding.CE_PREFIX + n.EXT_ERROR_TYPE
+_H_TRACEPARENT = binding.CE_PREFIX + n.EXT_TRACEPARENT
 
 REQUIRED_ATTRIBUTES = ("id", "source", "type", "specversion")
 
 
-def _require_attributes(attributes: Any, prefix: str) -> None:
+def _require_attributes(attributes: Any, shown_prefix: str) -> None:
     # The SDK fills in a missing id (and time) by itself; a message must bring its own id, or
     # a redelivery would look like a new message.
     if not isinstance(attributes, dict):
         raise InvalidMessage("invalid_cloudevent", "a structured CloudEvent is a JSON object")
-    missing = [
-        f"{prefix}{name}" for name in REQUIRED_ATTRIBUTES if not attributes.get(prefix + name)
-    ]
+    missing = [f"{shown_prefix}{name}" for name in REQUIRED_ATTRIBUTES if not attributes.get(name)]
     if missing:
         raise InvalidMessage("invalid_cloudevent", f"missing required attribute(s) {missing}")
 
@@ -128,26 +142,17 @@ def decode(headers: Mapping[str, object] | None, content_type: str | None, body:
         InvalidMessage: it is not a valid CloudEvent 1.0 with the attributes the runtime needs.
     """
     try:
-        text_headers = {
-            key: _text(value)
-            for key, value in (headers or {}).items()
-            if key.lower().startswith(binding.CE_PREFIX)
-        }
-        message = binding.RabbitMQMessage(text_headers, content_type, body)
         if (content_type or "").lower().startswith(STRUCTURED_PREFIX):
-            _require_attributes(json.loads(body), "")
-            event = binding.from_structured(message, _JSON, CloudEvent)
-            data = _structured_data(event)
+            attributes, data = _read_structured(body)
         else:
-            _require_attributes({k.lower(): v for k, v in text_headers.items()}, "ce-")
-            event = binding.from_binary(message, _RAW, CloudEvent)
-            raw = event.get_data()
-            data = raw if isinstance(raw, bytes) else b""
+            attributes = _read_binary(headers, content_type, body)
+            data = body
+            if content_type is not None:
+                attributes["datacontenttype"] = content_type
     except InvalidMessage:
         raise
     except (BaseCloudEventException, ValueError, TypeError, KeyError) as e:
         raise InvalidMessage("invalid_cloudevent", str(e)) from e
-    attributes = event.get_attributes()
     topic_type = attributes.get(n.EXT_TOPIC_TYPE)
     try:
         topic = (
@@ -159,12 +164,12 @@ def decode(headers: Mapping[str, object] | None, content_type: str | None, body:
         raise InvalidMessage("invalid_cloudevent", f"{n.EXT_TOPIC_TYPE}: {e}") from e
     kind = str(attributes.get(n.EXT_KIND, n.KIND_PUBLISH if topic is not None else n.KIND_SEND))
     return Envelope(
-        id=event.get_id(),
-        source=event.get_source(),
-        type=event.get_type(),
+        id=str(attributes["id"]),
+        source=str(attributes["source"]),
+        type=str(attributes["type"]),
         kind=kind,
         data=data,
-        content_type=event.get_datacontenttype() or "application/json",
+        content_type=str(attributes.get("datacontenttype") or "application/json"),
         recipient=_agent_id(attributes.get(n.EXT_RECIPIENT), n.EXT_RECIPIENT),
         topic=topic,
         sender=_agent_id(attributes.get(n.EXT_SENDER), n.EXT_SENDER),
@@ -173,6 +178,62 @@ def decode(headers: Mapping[str, object] | None, content_type: str | None, body:
         error_type=_optional(attributes.get(n.EXT_ERROR_TYPE)),
         traceparent=_optional(attributes.get(n.EXT_TRACEPARENT)),
     )
+
+
+# The attributes the runtime writes; a message with no others is checked here, by the rules the
+# SDK applies to them (the extension names are valid by construction).
+_OWN_ATTRIBUTES = frozenset(
+    (
+        *REQUIRED_ATTRIBUTES,
+        n.EXT_KIND,
+        n.EXT_RECIPIENT,
+        n.EXT_TOPIC_TYPE,
+        n.EXT_TOPIC_SOURCE,
+        n.EXT_SENDER,
+        n.EXT_PATH,
+        n.EXT_CORRELATION,
+        n.EXT_ERROR_TYPE,
+        n.EXT_TRACEPARENT,
+    )
+)
+
+
+def _validate_own(attributes: dict[str, str], content_type: str | None) -> None:
+    if attributes["specversion"] != SPECVERSION:
+        raise InvalidMessage(
+            "invalid_cloudevent",
+            f"ce-specversion is {attributes['specversion']!r}; agnext-broker reads CloudEvents "
+            f"{SPECVERSION}",
+        )
+    if content_type == "":
+        raise InvalidMessage("invalid_cloudevent", "content_type (datacontenttype) is empty")
+
+
+def _read_binary(
+    headers: Mapping[str, object] | None, content_type: str | None, body: bytes
+) -> dict[str, Any]:
+    """The attributes of a binary-mode event (``datacontenttype`` aside)."""
+    ce_headers = {
+        key: _text(value)
+        for key, value in (headers or {}).items()
+        if key.lower().startswith(binding.CE_PREFIX)
+    }
+    attributes = {key.lower()[len(binding.CE_PREFIX) :]: value for key, value in ce_headers.items()}
+    _require_attributes(attributes, "ce-")
+    if attributes.keys() <= _OWN_ATTRIBUTES:
+        _validate_own(attributes, content_type)
+        return attributes
+    # Attributes of other producers (time, subject, extensions): the SDK checks them.
+    message = binding.RabbitMQMessage(ce_headers, content_type, body)
+    return binding.from_binary(message, _RAW, CloudEvent).get_attributes()
+
+
+def _read_structured(body: bytes) -> tuple[dict[str, Any], bytes]:
+    """The attributes and the data (as bytes) of a structured-mode event, through the SDK."""
+    _require_attributes(json.loads(body), "")
+    message = binding.RabbitMQMessage({}, "application/cloudevents+json", body)
+    event = binding.from_structured(message, _JSON, CloudEvent)
+    return event.get_attributes(), _structured_data(event)
 
 
 MAX_PATH = 256
