@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 from ..base import Agent, MessageContext
@@ -17,10 +17,12 @@ async def invoke_handler(
     turn: Hashable,
     path: tuple[Hashable, ...],
     telemetry: Telemetry,
+    message_ids: Iterator[str] | None = None,
 ) -> Any:
     """Return what ``agent.on_message`` returns, inside a ``process`` span when tracing.
-    Sends made by the handler carry the call path ``(*path, turn)``."""
-    frame_token = enter_handler_frame(HandlerFrame(agent.id, turn, path))
+    Sends made by the handler carry the call path ``(*path, turn)``, and take their ids from
+    ``message_ids`` when given."""
+    frame_token = enter_handler_frame(HandlerFrame(agent.id, turn, path, message_ids))
     try:
         if telemetry.enabled:
             with telemetry.span("process", agent.id, **{"agnext.message_id": ctx.message_id}):

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 from opentelemetry.trace import TracerProvider
@@ -51,8 +51,19 @@ os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def new_message_id() -> str:
-    """A message id unique across processes: a random prefix per process and a counter."""
+    """The id of a message sent or published now: inside a handler that runs on a delivery that
+    may come again (the broker runtime), the next of the ids derived from that delivery, so
+    that running the handler again sends the same ids and receivers apply them once; otherwise
+    an id unique across processes, a random prefix per process and a counter."""
+    frame = current_handler_frame()
+    if frame is not None and frame.message_ids is not None:
+        return next(frame.message_ids)
     return f"{_id_prefix}-{next(_id_counter)}"
+
+
+def derived_message_ids(delivery: str) -> Iterator[str]:
+    """``<delivery>.0``, ``<delivery>.1``, ...: the ids of what a handler sends, in order."""
+    return (f"{delivery}.{n}" for n in itertools.count())
 
 
 def calling_path() -> tuple[Hashable, ...]:

@@ -18,6 +18,9 @@ class HandlerFrame(NamedTuple):
     agent_id: AgentId
     turn_id: Hashable
     path: tuple[Hashable, ...]
+    # The ids of the messages the handler sends and publishes, in order, when they must be the
+    # same each time the handler runs on the same message (see ``new_message_id``).
+    message_ids: Iterator[str] | None = None
 
 
 _HANDLER_FRAME: ContextVar[HandlerFrame | None] = ContextVar("agnext_handler_frame", default=None)

@@ -43,6 +43,8 @@ FRAGILE_TYPE = "fragile"
 INCREMENTS_TOPIC = "increments"  # events to counter/<topic source>
 COUNTED_TOPIC = "counted"  # what a counter publishes after an increment with announce=True
 FRAGILE_TOPIC = "fragile-work"
+RELAY_TYPE = "relay"
+RELAYED_TOPIC = "relayed"  # events to relay/<topic source>
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -173,6 +175,24 @@ class Fragile(RoutedAgent):
         raise RuntimeError(f"fragile agent {self.id.key} refuses increment {message.amount}")
 
 
+class Relay(RoutedAgent):
+    """Passes each ``Increment`` event on to ``counter/<its key>`` by RPC, then fails the first
+    time it handles one (``failures`` counts those per key, in this process): the runtime runs
+    the handler again, and the counter must count the increment once."""
+
+    failures: ClassVar[dict[str, int]] = {}
+
+    def __init__(self) -> None:
+        super().__init__("Relays increments, failing once after the first")
+
+    @event
+    async def on_increment(self, message: Increment, ctx: MessageContext) -> None:
+        await self.send_message(Increment(message.amount), AgentId(COUNTER_TYPE, self.id.key))
+        if not Relay.failures.get(self.id.key):
+            Relay.failures[self.id.key] = 1
+            raise RuntimeError("relay fails after passing the increment on")
+
+
 # -- app functions (agnext-broker worker --app tests.integration.apps:<function>) ----------------
 
 
@@ -185,6 +205,13 @@ async def register_counter(runtime: AgentRuntime) -> None:
 async def register_counter_only(runtime: AgentRuntime) -> None:
     """``counter`` agents with only the direct-message subscription (no topic)."""
     await Counter.register(runtime, COUNTER_TYPE, Counter)
+
+
+async def register_counter_and_relay(runtime: AgentRuntime) -> None:
+    """``counter`` agents, and ``relay`` agents subscribed to topic type ``relayed``."""
+    await Counter.register(runtime, COUNTER_TYPE, Counter)
+    await Relay.register(runtime, RELAY_TYPE, Relay)
+    await runtime.add_subscription(TypeSubscription(RELAYED_TOPIC, RELAY_TYPE))
 
 
 async def register_fragile(runtime: AgentRuntime) -> None:

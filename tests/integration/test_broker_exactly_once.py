@@ -1,5 +1,6 @@
 """1,000 increments to one agent from two client processes count exactly 1,000, also when the
-worker hosting the agent is SIGKILLed in the middle (clients retry with the same message id)."""
+worker hosting the agent is SIGKILLed in the middle (clients retry with the same message id);
+a handler that runs again sends its messages again under the same ids, applied once."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from agnext_broker import AgentId
-from tests.integration.apps import COUNTER_TYPE, ReadCount
+from agnext_broker import AgentId, TopicId
+from tests.integration.apps import (
+    COUNTER_TYPE,
+    RELAYED_TOPIC,
+    Increment,
+    ReadCount,
+    register_counter_and_relay,
+)
 from tests.integration.workers import (
     PARTITIONS,
     Process,
@@ -197,3 +204,26 @@ async def test_two_publishers_count_exactly_when_the_worker_is_killed(
     )
     print(f"count at kill: {count_at_kill}; final count {document}")
     await assert_counted_exactly(runtimes, redis_client, namespace, 2 * PER_CLIENT)
+
+
+@pytest.mark.integration
+async def test_a_handler_run_again_sends_the_same_messages_once(
+    runtimes: RuntimePool, redis_client: redis.asyncio.Redis, namespace: str
+) -> None:
+    # The relay's event handler passes 5 on to counter/k, then fails; its second attempt passes
+    # the same message on again: the counter recognises its id and counts 5, not 10.
+    runtime = await runtimes.start(register_counter_and_relay)
+    await runtime.publish_message(Increment(5), TopicId(RELAYED_TOPIC, "k"))
+
+    # The relay's record is written only when a run of its handler succeeds: the second one.
+    relay = await wait_until(
+        lambda: state_document(redis_client, namespace, "relay", "k"),
+        timeout=30,
+        what="the relay handled the event",
+    )
+    assert len(relay["applied"]) == 1
+    assert await runtime.send_message(ReadCount(), AgentId(COUNTER_TYPE, "k")) == 5
+    counter = await state_document(redis_client, namespace, COUNTER_TYPE, "k")
+    assert counter is not None
+    assert counter["state"]["count"] == 5
+    assert len(counter["applied"]) == 2  # the relayed increment (once) and the ReadCount

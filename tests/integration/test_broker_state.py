@@ -113,7 +113,10 @@ async def test_concurrent_saves_each_get_their_own_outcome(
     second = [AgentRecord(2, {"n": 100 + i}, [f"m{i}", "x"]) for i in range(20)]
     # Every other save expects a version that is not there any more: only those conflict.
     outcomes = await asyncio.gather(
-        *(store.save(a, 1 if i % 2 else 7, r) for i, (a, r) in enumerate(zip(agents, second))),
+        *(
+            store.save(a, 1 if i % 2 else 7, r)
+            for i, (a, r) in enumerate(zip(agents, second, strict=True))
+        ),
         return_exceptions=True,
     )
 
@@ -124,3 +127,28 @@ async def test_concurrent_saves_each_get_their_own_outcome(
         {"n": i} if i % 2 == 0 else {"n": 100 + i} for i in range(20)
     ]
     assert [r.version for r in loaded] == [1, 2] * 10
+
+
+async def test_a_batch_of_saves_reloads_a_script_redis_lost(
+    redis_client: redis.asyncio.Redis, namespace: str
+) -> None:
+    # The first of concurrent saves goes alone and loads the script if Redis lost it; the batch
+    # behind it may still find it gone (a flush in between): it must load it and write again
+    # only what did not run.
+    store = StateStore(redis_client, Names(namespace))
+    agents = [AgentId("counter", f"k{i}") for i in range(3)]
+    await store.save(agents[0], 0, AgentRecord(1, {"n": 0}))
+    await redis_client.script_flush()
+    loop = asyncio.get_running_loop()
+    batch = [
+        (
+            Names(namespace).state_key(agent),
+            0,
+            AgentRecord(1, {"n": i}).to_json(),
+            loop.create_future(),
+        )
+        for i, agent in enumerate(agents)
+    ]
+    results = await store._write(batch)
+    assert results == [1, -1, -1]  # k0 was at version 1 already; k1 and k2 written once
+    assert [(await store.load(a)).state for a in agents] == [{"n": 0}, {"n": 1}, {"n": 2}]

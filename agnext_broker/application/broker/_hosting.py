@@ -36,6 +36,7 @@ from ...base import (
 )
 from .._agents import AgentDirectory
 from .._invoke import invoke_handler
+from .._runtime_core import derived_message_ids
 from .._telemetry import Telemetry
 from .._turns import Place
 from . import _names as n
@@ -439,13 +440,21 @@ class Hosting:
         )
         attempts = 1 if is_rpc else self._settings.handler_attempts
         for attempt in range(1, attempts + 1):
-            handler = asyncio.ensure_future(
-                invoke_handler(agent, payload, ctx, place.turn, place.path, self._telemetry)
+            # Every attempt, and every run after a redelivery, sends the same message ids.
+            call = invoke_handler(
+                agent,
+                payload,
+                ctx,
+                place.turn,
+                place.path,
+                self._telemetry,
+                derived_message_ids(str(place.turn)),
             )
-            if is_rpc:
+            if is_rpc:  # in a task of its own, which the caller's cancel request can cancel
+                handler = asyncio.ensure_future(call)
                 self._handling[envelope.id] = (handler, ctx.cancellation_token)
             try:
-                result = await handler
+                result = await (handler if is_rpc else call)
                 return encode_response(self._serializers, result) if is_rpc else None
             except asyncio.CancelledError as e:
                 if not (is_rpc and self._cancelled.pop(envelope.id, False)):

@@ -128,6 +128,7 @@ class StateStore:
         self._names = names
         self._save = redis.register_script(_SAVE_IF_VERSION)
         self._queued: list[tuple[str, int, str, asyncio.Future[Any]]] = []
+        self._writing = False  # a write is on its way: later ones queue for one pipeline
         self._writer: asyncio.Task[None] | None = None
 
     async def load(self, agent_id: AgentId) -> AgentRecord:
@@ -152,38 +153,49 @@ class StateStore:
             StateConflict: the stored version differs.
             redis.exceptions.RedisError: Redis did not take the write.
         """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        key = self._names.state_key(agent_id)
-        self._queued.append((key, expected_version, record.to_json(), future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_queued())
-        found = await future
+        write = (self._names.state_key(agent_id), expected_version, record.to_json())
+        if self._writing:  # behind writes on their way: goes with the next batch
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queued.append((*write, future))
+            found = await future
+        else:
+            self._writing = True
+            try:
+                found = await self._save(keys=[write[0]], args=[write[1], write[2]])
+            finally:
+                self._write_queued_in_background()
         if int(found) != -1:
             raise StateConflict(
                 f"state of {agent_id} is at version {found}, not {expected_version}"
             )
 
+    def _write_queued_in_background(self) -> None:
+        if self._queued:
+            self._writer = asyncio.create_task(self._write_queued())
+        else:
+            self._writing = False
+
     async def _write_queued(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            try:
-                results = await self._write(batch)
-            except Exception as e:
-                results = [e] * len(batch)
-            for (*_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue  # its caller stopped waiting
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                try:
+                    results = await self._write(batch)
+                except Exception as e:
+                    results = [e] * len(batch)
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue  # its caller stopped waiting
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._writing = False
 
     async def _write(
         self, batch: list[tuple[str, int, str, asyncio.Future[Any]]], *, first: bool = True
     ) -> list[Any]:
-        if len(batch) == 1:
-            key, version, document, _ = batch[0]
-            return [await self._save(keys=[key], args=[version, document])]
         pipeline = self._redis.pipeline(transaction=False)
         for key, version, document, _ in batch:
             pipeline.evalsha(self._save.sha, 1, key, version, document)
