@@ -37,6 +37,16 @@ def _env(name: str, default: str) -> str:
     return _read_secret_file(secret_file) if secret_file else default
 
 
+def _parse(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(f"AGNEXT_{name.upper()}={raw!r}: use true or false.")
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int | float):
+        return type(default)(raw)
+    return raw
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
     """How a broker runtime connects and behaves.
@@ -59,6 +69,9 @@ class BrokerSettings:
     heartbeat_interval: float = 1.0
     worker_expiry: float = 5.0
     delivery_limit: int = 5
+    # True: partition queues are declared without dead-lettering and delivery limit, which a
+    # RabbitMQ policy on ``^<ns>\.agent\.`` then sets (declared arguments override policies).
+    dead_letter_by_policy: bool = False
     handler_attempts: int = 3
     max_message_bytes: int = 4 * 1024 * 1024
     applied_ids_kept: int = 64
@@ -84,8 +97,7 @@ class BrokerSettings:
                 continue
             raw = _env(f.name.upper(), "")
             if raw:
-                default = f.default
-                values[f.name] = type(default)(raw) if isinstance(default, int | float) else raw
+                values[f.name] = _parse(f.name, raw, f.default)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -54,15 +54,16 @@ class Topology:
         return {}
 
     def partition_arguments(self) -> dict[str, Any]:
-        arguments = {
-            **self._queue_type_arguments(),
-            "x-dead-letter-exchange": self._names.dead_letter_exchange,
-        }
-        if self._settings.queue_type == "quorum":
+        arguments = self._queue_type_arguments()
+        quorum = self._settings.queue_type == "quorum"
+        if quorum:
             # A quorum queue accepts a second consumer silently; single-active-consumer makes
             # the broker deliver to one consumer at a time even if two workers subscribe.
             arguments["x-single-active-consumer"] = True
-            arguments["x-delivery-limit"] = self._settings.delivery_limit
+        if not self._settings.dead_letter_by_policy:
+            arguments["x-dead-letter-exchange"] = self._names.dead_letter_exchange
+            if quorum:
+                arguments["x-delivery-limit"] = self._settings.delivery_limit
         return arguments
 
     async def partition_queue(self, agent_type: str, partition: int) -> AbstractQueue:
