@@ -8,11 +8,13 @@ import signal
 import time
 import zlib
 
+import aio_pika
+import aiormq
 import pytest
 import redis.asyncio
 
 from agnext_broker import AgentId
-from tests.integration.apps import COUNTER_TYPE, GetStatus, Increment, Status
+from tests.integration.apps import COUNTER_TYPE, GetStatus, Increment, Status, register_counter
 from tests.integration.workers import (
     PARTITIONS,
     Process,
@@ -24,6 +26,7 @@ from tests.integration.workers import (
     wait_until,
     workers_fixture,  # noqa: F401
 )
+from tests.servers import AmqpCleanup, AnyRabbitMQ
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +189,32 @@ async def test_a_stalled_worker_that_comes_back_still_owns_its_partitions(
     for partition, keys in keys_per_partition(1).items():
         status = await client.send_message(GetStatus(), AgentId(COUNTER_TYPE, keys[0]))
         assert status.pid == by_id[shared[partition]].pid, (partition, stalled, workers.logs())
+
+
+async def _ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    pass
+
+
+@pytest.mark.integration
+async def test_classic_partition_queues_have_one_exclusive_consumer(
+    rabbitmq: AnyRabbitMQ, runtimes: RuntimePool, namespace: str, amqp_cleanup: AmqpCleanup
+) -> None:
+    # queue_type="classic": the worker's consumer is exclusive, so the broker refuses a second
+    # one (a quorum queue would accept it silently; there single-active-consumer does the job).
+    worker = await runtimes.start(register_counter, queue_type="classic")
+    agent = AgentId(COUNTER_TYPE, "classic")
+    for expected in (1, 2, 3):
+        assert await worker.send_message(Increment(1), agent) == expected
+    partition = zlib.crc32(b"classic") % PARTITIONS
+    queue_name = amqp_cleanup.queue(f"{namespace}.agent.{COUNTER_TYPE}.{partition}")
+
+    connection = await aio_pika.connect(rabbitmq.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name, passive=True)
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match="exclusive"):
+            await queue.consume(_ignore)
+
+    restarted = await runtimes.start(register_counter, queue_type="classic")
+    await runtimes.stop(worker)  # its partitions move to the other worker, its state with them
+    assert await restarted.send_message(Increment(1), agent) == 4
