@@ -15,9 +15,13 @@ import functools
 import importlib
 import inspect
 import json
+import os
+import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -158,7 +162,22 @@ async def _register_factory(runtime: Any, agent_type: Any, factory: Any, **kwarg
     return await runtime.register_factory(agent_type, factory, **kwargs)
 
 
+def dump_tasks_on_sigusr1(name: str) -> None:
+    """``kill -USR1 <pid>`` writes the stack of every task of this process to
+    ``$TMPDIR/agnext-cluster-<name>-<pid>.tasks``: what a worker that stopped answering awaits."""
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        path = Path(tempfile.gettempdir()) / f"agnext-cluster-{name}-{os.getpid()}.tasks"
+        with open(path, "w") as out:
+            for task in asyncio.all_tasks(loop):
+                task.print_stack(file=out)
+
+    loop.add_signal_handler(signal.SIGUSR1, dump)
+
+
 async def _serve(amqp_url: str, redis_url: str, name: str) -> None:
+    dump_tasks_on_sigusr1(name)
     control = Redis.from_url(redis_url, decode_responses=True)
     runtimes: dict[str, BrokerAgentRuntime] = {}
     try:

@@ -79,6 +79,7 @@ class _Partition:
     queue: AbstractQueue
     consumer_tag: str | None = None
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    joining: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Hosting:
@@ -288,7 +289,26 @@ class Hosting:
         ]
 
     async def _on_delivery(self, owned: _Partition, message: AbstractIncomingMessage) -> None:
-        # Everything up to joining the turn lines is synchronous: deliveries join in order.
+        # This callback already runs in a task of its own (one per delivery): no need for another.
+        task = asyncio.current_task()
+        assert task is not None
+        owned.in_flight.add(task)
+        try:
+            # Deliveries take their places in the agents' turn lines in the order the broker
+            # delivered them: without contention the lock is taken without a pause, and a
+            # delivery that must wait (for a subscription reload) holds up those behind it.
+            async with owned.joining:
+                joined = await self._join(owned, message)
+            if joined is not None:
+                await self._process(owned, message, *joined)
+        finally:
+            owned.in_flight.discard(task)
+
+    async def _join(
+        self, owned: _Partition, message: AbstractIncomingMessage
+    ) -> tuple[Envelope, Any, list[tuple[AgentId, str, Place]]] | None:
+        """Decode the delivery and take its places in its recipients' turn lines; ``None`` when
+        it needs no handling (acknowledged or dead-lettered here)."""
         try:
             if len(message.body) > self._settings.max_message_bytes:
                 raise InvalidMessage("too_large", f"{len(message.body)} bytes")
@@ -296,7 +316,7 @@ class Hosting:
             if envelope.kind == n.KIND_CANCEL:
                 self._cancel(envelope.correlation or "")
                 await message.ack()
-                return
+                return None
             if envelope.kind not in (n.KIND_SEND, n.KIND_PUBLISH, n.KIND_CONTROL):
                 raise InvalidMessage("invalid_cloudevent", f"unexpected kind {envelope.kind!r}")
             if envelope.kind == n.KIND_CONTROL:
@@ -313,7 +333,7 @@ class Hosting:
         except (InvalidMessage, SerializationError) as e:
             reason = e.reason if isinstance(e, InvalidMessage) else "undecodable"
             await self._dead_letter_and_ack(owned, message, reason, str(e))
-            return
+            return None
         if envelope.kind == n.KIND_PUBLISH and not recipients:
             # A wider binding, or a subscription this worker has not heard of yet.
             await self._reload_subscriptions()
@@ -322,26 +342,14 @@ class Hosting:
             recipients = [r for r in recipients if r != envelope.sender]
         if not recipients:
             await message.ack()
-            return
+            return None
         joined: list[tuple[AgentId, str, Place]] = []
         for index, recipient in enumerate(recipients):
             delivery_id = envelope.id if index == 0 else f"{envelope.id}#{index}"
             turn = turn_id(recipient, delivery_id)
-            joined.append(
-                (
-                    recipient,
-                    delivery_id,
-                    Place(self._directory.gate(recipient), turn, envelope.path),
-                )
-            )
-        # This callback already runs in a task of its own (one per delivery): no need for another.
-        task = asyncio.current_task()
-        assert task is not None
-        owned.in_flight.add(task)
-        try:
-            await self._process(owned, message, envelope, payload, joined)
-        finally:
-            owned.in_flight.discard(task)
+            place = Place(self._directory.gate(recipient), turn, envelope.path)
+            joined.append((recipient, delivery_id, place))
+        return envelope, payload, joined
 
     def _cancel(self, request_id: str) -> None:
         """The caller of ``request_id`` stopped waiting: cancel its handler, or skip it later."""
@@ -366,9 +374,11 @@ class Hosting:
     ) -> None:
         replies: list[asyncio.Task[None]] = []
         try:
+            unreached = list(reversed(joined))
             try:
-                for recipient, delivery_id, place in joined:
-                    await place.wait()
+                while unreached:
+                    recipient, delivery_id, place = unreached.pop()
+                    await place.wait()  # gives the place up when cancelled
                     try:
                         await self._handle(
                             recipient, delivery_id, envelope, payload, place, message, replies
@@ -376,6 +386,8 @@ class Hosting:
                     finally:
                         place.leave()  # the reply's confirm need not hold up the next turn
             finally:
+                for _, _, later in unreached:
+                    later.abandon()  # the places of recipients this delivery will not reach
                 await asyncio.gather(*replies)
             await message.ack()
         except _Retry:
