@@ -177,7 +177,7 @@ class Hosting:
         """Stop consuming, finish the turns in flight, forget the agents, release the claim."""
         if owned.consumer_tag is not None:
             try:
-                await owned.queue.cancel(owned.consumer_tag)
+                await owned.queue.cancel(owned.consumer_tag, timeout=self._settings.drain_timeout)
             except Exception as e:  # the channel may already be gone
                 logger.debug("cancel of %s/%d failed: %s", owned.agent_type, owned.partition, e)
         if owned.in_flight:
@@ -193,7 +193,14 @@ class Hosting:
                 )
                 for task in late:
                     task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
+                _, stuck = await asyncio.wait(late, timeout=self._settings.drain_timeout)
+                if stuck:  # the partition is released anyway: its messages are not acked
+                    logger.error(
+                        "%d handler(s) of %s partition %d ignored cancellation",
+                        len(stuck),
+                        owned.agent_type,
+                        owned.partition,
+                    )
         for agent_id in self._directory.active_ids():
             if (
                 agent_id.type == owned.agent_type
