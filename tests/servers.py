@@ -314,7 +314,9 @@ def sweep_stale_servers(tmp_dir: str | Path | None = None) -> list[Path]:
         except OSError:
             continue
         owner_pid, _, owner_start = owner.partition(" ")
-        if owner_pid.isdigit() and _start_time(int(owner_pid)) == owner_start:
+        if not (owner_pid.isdigit() and owner_start):
+            continue  # being written by a run starting now
+        if _start_time(int(owner_pid)) == owner_start:
             continue  # its test run is still going
         # Only processes still working in that directory: a session id may since have been reused.
         pids = [
