@@ -19,6 +19,7 @@ from tests.integration.apps import COUNTER_TYPE, Increment, Nap, ReadCount, Stat
 from tests.integration.workers import (
     HEARTBEAT_INTERVAL,
     PARTITIONS,
+    WORKER_EXPIRY,
     Process,
     RuntimePool,
     WorkerPool,
@@ -141,7 +142,7 @@ async def test_rpc_to_a_worker_killed_mid_handler_is_answered_or_times_out(
 
 
 @pytest.mark.integration
-async def test_rpc_to_the_only_worker_killed_mid_handler_times_out(
+async def test_rpc_to_the_only_worker_killed_mid_handler_fails_once_it_is_gone(
     workers: WorkerPool,
     runtimes: RuntimePool,
     redis_client: redis.asyncio.Redis,
@@ -150,17 +151,19 @@ async def test_rpc_to_the_only_worker_killed_mid_handler_times_out(
 ) -> None:
     only = workers.start_worker()
     await workers.wait_registered(redis_client, only)
-    client = await runtimes.start(rpc_timeout=RPC_TIMEOUT)
+    client = await runtimes.start(rpc_timeout=30.0)
     agent = AgentId(COUNTER_TYPE, "alone")
     marker = tmp_path / "napping"
-    started = time.monotonic()
     call = asyncio.ensure_future(client.send_message(Nap(5.0, str(marker)), agent))
     await wait_until(lambda: asyncio.sleep(0, marker.exists()), timeout=15, what="the handler runs")
     workers.kill(only)
-    with pytest.raises(TimeoutError, match=TIMEOUT_MESSAGE):
-        await asyncio.wait_for(call, RPC_TIMEOUT + 10)
-    elapsed = time.monotonic() - started
-    assert elapsed < RPC_TIMEOUT + 5, f"the RPC took {elapsed:.1f} s to time out"
+    killed = time.monotonic()
+    # No worker hosts the type any more once the killed one's registration expires: the caller
+    # learns it then, not after its 30 s timeout.
+    with pytest.raises(UndeliverableException, match="any more; the request to counter/alone"):
+        await asyncio.wait_for(call, 30.0)
+    elapsed = time.monotonic() - killed
+    assert elapsed < WORKER_EXPIRY + 4 * HEARTBEAT_INTERVAL, f"it took {elapsed:.1f} s"
 
     # Once the worker's registration expires, sends fail at once instead of waiting.
     async def gone() -> bool:
@@ -170,3 +173,16 @@ async def test_rpc_to_the_only_worker_killed_mid_handler_times_out(
     await asyncio.sleep(2 * HEARTBEAT_INTERVAL)  # the client's view refreshes every heartbeat
     elapsed = await timed_undeliverable(client.send_message(ReadCount(), agent))
     assert elapsed < 1.0
+
+
+@pytest.mark.integration
+async def test_rpc_that_outlives_its_timeout_fails_with_a_clear_error(
+    workers: WorkerPool, runtimes: RuntimePool, redis_client: redis.asyncio.Redis
+) -> None:
+    worker = workers.start_worker()
+    await workers.wait_registered(redis_client, worker)
+    client = await runtimes.start(rpc_timeout=RPC_TIMEOUT)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=TIMEOUT_MESSAGE):
+        await client.send_message(Nap(RPC_TIMEOUT + 3), AgentId(COUNTER_TYPE, "slow"))
+    assert time.monotonic() - started < RPC_TIMEOUT + 2

@@ -8,7 +8,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from ...base import CancellationToken, SerializationRegistry
+from ...base import AgentId, CancellationToken, SerializationRegistry, UndeliverableException
 from . import _names as n
 from ._errors import rebuild_error
 from ._replies import decode_response
@@ -30,6 +30,7 @@ class RpcClient:
         self._serializers = serializers
         self._settings = settings
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._recipients: dict[str, AgentId] = {}  # request id -> recipient, while pending
         self.reply_to = ""
 
     @property
@@ -41,12 +42,28 @@ class RpcClient:
             if not future.done():
                 future.set_exception(error)
 
+    def fail_unhosted(self, hosted: frozenset[str], namespace: str) -> None:
+        """End the wait of requests to agent types that no live worker hosts any more (the
+        last one left after they were sent): waiting for the timeout would tell nothing more."""
+        for request_id, recipient in self._recipients.items():
+            future = self._pending.get(request_id)
+            if recipient.type not in hosted and future is not None and not future.done():
+                future.set_exception(
+                    UndeliverableException(
+                        f"No live worker hosts agent type {recipient.type!r} in namespace "
+                        f"{namespace!r} any more; the request to {recipient} (message "
+                        f"{request_id}) stays queued and is handled if a worker hosting that "
+                        "type starts."
+                    )
+                )
+
     async def request(self, envelope: Envelope, token: CancellationToken) -> Any:
         """Publish a request to its recipient and wait for the response (or its error)."""
         recipient = envelope.recipient
         assert recipient is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[envelope.id] = future
+        self._recipients[envelope.id] = recipient
         try:
             await self._transport.send(
                 envelope, routing_key(recipient.key, recipient.type), self.reply_to
@@ -65,6 +82,7 @@ class RpcClient:
                 ) from None
         finally:
             self._pending.pop(envelope.id, None)
+            self._recipients.pop(envelope.id, None)
 
     async def _cancel_remote(self, request: Envelope) -> None:
         """Tell the recipient's worker that nobody waits for ``request`` any more."""

@@ -94,6 +94,7 @@ class BrokerAgentRuntime(RuntimeCore):
         self._partitions: dict[str, int] = {}  # any agent type -> partition count (cache)
         self._hosted_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self._all_subscriptions: list[Subscription] = []
         self._started_at = time.time()
         self._tick_lock = asyncio.Lock()
@@ -154,14 +155,22 @@ class BrokerAgentRuntime(RuntimeCore):
         await self._reload_subscriptions()
         await self._tick()
         self._running = True
+        self._stopping = asyncio.Event()
         self._loops = [
             asyncio.create_task(self._every(settings.heartbeat_interval, self._tick)),
             asyncio.create_task(self._every(max(1.0, settings.idle_timeout / 4), self._sweep)),
         ]
 
     async def _every(self, period: float, step: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(period)
+        # Runs until the runtime stops. The stop event, and not only the task's cancellation,
+        # ends it: a cancellation that arrives as a client library's own timeout fires becomes
+        # that timeout's error (asyncio.timeout), is caught below, and is lost.
+        stopping = self._stopping
+        while not stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), period)
+            if stopping.is_set():
+                return
             try:
                 await step()
             except asyncio.CancelledError:
@@ -181,10 +190,9 @@ class BrokerAgentRuntime(RuntimeCore):
             self.settings.worker_id, hosted, self._started_at, self.settings.worker_expiry
         )
         workers = await self._registry.live_workers()
-        self._hosted_cache = (
-            time.monotonic(),
-            frozenset(t for w in workers for t in w.agent_types),
-        )
+        hosted_anywhere = frozenset(t for w in workers for t in w.agent_types)
+        self._hosted_cache = (time.monotonic(), hosted_anywhere)
+        self._rpc.fail_unhosted(hosted_anywhere, self._names.namespace)
         if hosted:
             await self._hosting.rebalance({w.worker_id: w.agent_types for w in workers})
 
@@ -206,9 +214,11 @@ class BrokerAgentRuntime(RuntimeCore):
             starting.cancel()
         with contextlib.suppress(BaseException):
             await starting
+        self._stopping.set()  # the loops end after their step even if a cancellation is lost
         for loop in self._loops:
             loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._loops:
+            await asyncio.wait(self._loops)
         self._loops = []
         if self._hosting is not None:
             await self._hosting.release_all()
