@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -30,7 +31,8 @@ class RpcClient:
         self._serializers = serializers
         self._settings = settings
         self._pending: dict[str, asyncio.Future[Any]] = {}
-        self._recipients: dict[str, AgentId] = {}  # request id -> recipient, while pending
+        # request id -> (recipient, when it was sent), while pending
+        self._recipients: dict[str, tuple[AgentId, float]] = {}
         self.reply_to = ""
 
     @property
@@ -42,12 +44,20 @@ class RpcClient:
             if not future.done():
                 future.set_exception(error)
 
-    def fail_unhosted(self, hosted: frozenset[str], namespace: str) -> None:
+    def fail_unhosted(self, hosted: frozenset[str], seen_at: float, namespace: str) -> None:
         """End the wait of requests to agent types that no live worker hosts any more (the
-        last one left after they were sent): waiting for the timeout would tell nothing more."""
-        for request_id, recipient in self._recipients.items():
+        last one left after they were sent): waiting for the timeout would tell nothing more.
+
+        ``hosted`` is what the registry said at ``seen_at`` (``time.monotonic()``); requests sent
+        since may have found a worker that registered meanwhile, and are left alone."""
+        for request_id, (recipient, sent_at) in self._recipients.items():
             future = self._pending.get(request_id)
-            if recipient.type not in hosted and future is not None and not future.done():
+            if (
+                recipient.type not in hosted
+                and sent_at < seen_at
+                and future is not None
+                and not future.done()
+            ):
                 future.set_exception(
                     UndeliverableException(
                         f"No live worker hosts agent type {recipient.type!r} in namespace "
@@ -63,7 +73,7 @@ class RpcClient:
         assert recipient is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[envelope.id] = future
-        self._recipients[envelope.id] = recipient
+        self._recipients[envelope.id] = (recipient, time.monotonic())
         try:
             await self._transport.send(
                 envelope, routing_key(recipient.key, recipient.type), self.reply_to

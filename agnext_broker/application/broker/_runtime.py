@@ -189,10 +189,11 @@ class BrokerAgentRuntime(RuntimeCore):
         await self._registry.heartbeat(
             self.settings.worker_id, hosted, self._started_at, self.settings.worker_expiry
         )
+        seen_at = time.monotonic()
         workers = await self._registry.live_workers()
         hosted_anywhere = frozenset(t for w in workers for t in w.agent_types)
-        self._hosted_cache = (time.monotonic(), hosted_anywhere)
-        self._rpc.fail_unhosted(hosted_anywhere, self._names.namespace)
+        self._hosted_cache = (seen_at, hosted_anywhere)
+        self._rpc.fail_unhosted(hosted_anywhere, seen_at, self._names.namespace)
         if hosted:
             await self._hosting.rebalance({w.worker_id: w.agent_types for w in workers})
 
