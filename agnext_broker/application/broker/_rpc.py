@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -21,6 +21,12 @@ from ._wire import Envelope, InvalidMessage, decode
 logger = logging.getLogger("agnext_broker")
 
 
+class _Pending(NamedTuple):
+    future: asyncio.Future[Any]
+    recipient: AgentId
+    sent_at: float  # time.monotonic()
+
+
 class RpcClient:
     """Sends requests and matches the responses on this process's reply queue to them."""
 
@@ -30,9 +36,7 @@ class RpcClient:
         self._transport = transport
         self._serializers = serializers
         self._settings = settings
-        self._pending: dict[str, asyncio.Future[Any]] = {}
-        # request id -> (recipient, when it was sent), while pending
-        self._recipients: dict[str, tuple[AgentId, float]] = {}
+        self._pending: dict[str, _Pending] = {}
         self.reply_to = ""
 
     @property
@@ -40,9 +44,9 @@ class RpcClient:
         return len(self._pending)
 
     def fail_all(self, error: BaseException) -> None:
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(error)
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
 
     def fail_unhosted(self, hosted: frozenset[str], seen_at: float, namespace: str) -> None:
         """End the wait of requests to agent types that no live worker hosts any more (the
@@ -50,14 +54,8 @@ class RpcClient:
 
         ``hosted`` is what the registry said at ``seen_at`` (``time.monotonic()``); requests sent
         since may have found a worker that registered meanwhile, and are left alone."""
-        for request_id, (recipient, sent_at) in self._recipients.items():
-            future = self._pending.get(request_id)
-            if (
-                recipient.type not in hosted
-                and sent_at < seen_at
-                and future is not None
-                and not future.done()
-            ):
+        for request_id, (future, recipient, sent_at) in self._pending.items():
+            if recipient.type not in hosted and sent_at < seen_at and not future.done():
                 future.set_exception(
                     UndeliverableException(
                         f"No live worker hosts agent type {recipient.type!r} in namespace "
@@ -72,8 +70,7 @@ class RpcClient:
         recipient = envelope.recipient
         assert recipient is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[envelope.id] = future
-        self._recipients[envelope.id] = (recipient, time.monotonic())
+        self._pending[envelope.id] = _Pending(future, recipient, time.monotonic())
         try:
             await self._transport.send(
                 envelope, routing_key(recipient.key, recipient.type), self.reply_to
@@ -92,7 +89,6 @@ class RpcClient:
                 ) from None
         finally:
             self._pending.pop(envelope.id, None)
-            self._recipients.pop(envelope.id, None)
 
     async def _cancel_remote(self, request: Envelope) -> None:
         """Tell the recipient's worker that nobody waits for ``request`` any more."""
@@ -119,9 +115,10 @@ class RpcClient:
         except InvalidMessage as e:
             logger.warning("ignoring an invalid reply: %s", e)
             return
-        future = self._pending.get(envelope.correlation or message.correlation_id or "")
-        if future is None or future.done():
+        pending = self._pending.get(envelope.correlation or message.correlation_id or "")
+        if pending is None or pending.future.done():
             return  # a late or repeated response: the caller no longer waits
+        future = pending.future
         if envelope.kind == n.KIND_ERROR:
             future.set_exception(
                 rebuild_error(envelope.error_type or "Exception", envelope.data.decode())
