@@ -83,6 +83,23 @@ async def owner_of_key(
     return hosts[owner]
 
 
+async def kill_owner_midway(
+    workers: WorkerPool, client: redis.asyncio.Redis, namespace: str, hosts: dict[str, Process]
+) -> tuple[int, Process]:
+    """SIGKILL the worker that owns the key's partition once the key has counted 150, and
+    check that the clients were not done by then; returns the count then and the worker."""
+    count_at_kill = await wait_until(
+        lambda: progress(client, namespace, 150),
+        timeout=60,
+        what=f"{KEY} has counted 150",
+        details=workers.logs,
+    )
+    victim = await owner_of_key(client, namespace, hosts, workers)
+    workers.kill(victim)
+    assert count_at_kill < 2 * PER_CLIENT, "the clients were all done before the kill"
+    return count_at_kill, victim
+
+
 def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
@@ -141,17 +158,9 @@ async def test_two_clients_count_exactly_when_the_worker_is_killed(
     # kill time out and are retried with their message ids.
     clients = start_clients(workers, rpc_timeout=1.0)
 
-    count_at_kill = await wait_until(
-        lambda: progress(redis_client, namespace, 150),
-        timeout=60,
-        what=f"{KEY} has counted 150",
-        details=workers.logs,
-    )
-    victim = await owner_of_key(redis_client, namespace, hosts, workers)
-    owner = victim.worker_id
-    workers.kill(victim)
+    count_at_kill, victim = await kill_owner_midway(workers, redis_client, namespace, hosts)
     killed_at = time.monotonic()
-    assert count_at_kill < 2 * PER_CLIENT, "the clients finished before the kill"
+    owner = victim.worker_id
 
     partition = partition_of_key()
 
@@ -184,15 +193,7 @@ async def test_two_publishers_count_exactly_when_the_worker_is_killed(
     applied once (by their message ids)."""
     hosts = await start_two_workers(workers, redis_client)
     clients = start_clients(workers, rpc_timeout=3.0, events=True)
-    count_at_kill = await wait_until(
-        lambda: progress(redis_client, namespace, 150),
-        timeout=60,
-        what=f"{KEY} has counted 150",
-        details=workers.logs,
-    )
-    victim = await owner_of_key(redis_client, namespace, hosts, workers)
-    workers.kill(victim)
-    assert count_at_kill < 2 * PER_CLIENT, "the events were all handled before the kill"
+    count_at_kill, _ = await kill_owner_midway(workers, redis_client, namespace, hosts)
     results = await client_results(workers, clients)
     assert [r["sent"] for r in results] == [PER_CLIENT, PER_CLIENT]
 
