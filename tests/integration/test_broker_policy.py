@@ -1,7 +1,7 @@
 """Plugging into a RabbitMQ you operate: with ``dead_letter_by_policy``, the dead-letter exchange
 and the delivery limit of the partition queues come from a RabbitMQ policy, as the README shows.
-Without it the declared dead-letter exchange overrides the policy's (for the delivery limit, the
-lower of the two counts either way)."""
+Without it the declared dead-letter exchange overrides the policy's (a policy's delivery limit
+lower than the declared one applies either way)."""
 
 from __future__ import annotations
 
