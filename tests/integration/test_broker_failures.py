@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from agnext_broker import AgentId, UndeliverableException
+from agnext_broker import AgentId, CancellationToken, UndeliverableException
 from tests.integration.apps import COUNTER_TYPE, Increment, Nap, ReadCount, Status, register_counter
 from tests.integration.workers import (
     HEARTBEAT_INTERVAL,
@@ -186,3 +186,29 @@ async def test_rpc_that_outlives_its_timeout_fails_with_a_clear_error(
     with pytest.raises(TimeoutError, match=TIMEOUT_MESSAGE):
         await client.send_message(Nap(RPC_TIMEOUT + 3), AgentId(COUNTER_TYPE, "slow"))
     assert time.monotonic() - started < RPC_TIMEOUT + 2
+
+
+@pytest.mark.integration
+async def test_cancelled_rpc_whose_handler_ignores_its_token_is_cancelled_after_a_grace(
+    runtimes: RuntimePool, tmp_path: Path
+) -> None:
+    await runtimes.start(register_counter)
+    client = await runtimes.start(rpc_timeout=60.0)
+    agent = AgentId(COUNTER_TYPE, "stubborn")
+    marker = tmp_path / "napping"
+    token = CancellationToken()
+    call = asyncio.ensure_future(
+        client.send_message(Nap(50.0, str(marker)), agent, cancellation_token=token)
+    )
+    await wait_until(lambda: asyncio.sleep(0, marker.exists()), timeout=15, what="the handler runs")
+    token.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+    # The nap (which never looks at its token) is cut short: the agent's next turns come at
+    # once, and its worker goes on handling and saving as before.
+    started = time.monotonic()
+    assert await client.send_message(Increment(2), agent) == 2
+    assert await client.send_message(Increment(3), agent) == 5
+    assert time.monotonic() - started < 20
+    assert (await client.send_message(Nap(0.0), agent)).count == 5

@@ -119,7 +119,8 @@ class Hosting:
         self._last_used: dict[AgentId, float] = {}
         self._touched: dict[str, set[str]] = {}
         # RPCs being handled, and RPCs whose caller stopped waiting (bounded, oldest dropped).
-        self._handling: dict[str, tuple[asyncio.Future[Any], CancellationToken]] = {}
+        # (the delivery task running the handler, the handler's token) by request id
+        self._handling: dict[str, tuple[asyncio.Task[Any], CancellationToken]] = {}
         self._cancelled: OrderedDict[str, bool] = OrderedDict()
         self._save_locks: dict[AgentId, asyncio.Lock] = {}
         self._claims = PartitionClaims(redis, names, settings.worker_id)
@@ -367,9 +368,15 @@ class Hosting:
         if running is not None:
             # The handler sees its token cancelled at once; one that ignores it is cancelled
             # shortly after (it may be in the middle of a call that it would otherwise lose).
-            handler, token = running
-            token.cancel()
-            asyncio.get_running_loop().call_later(CANCEL_GRACE_SECONDS, handler.cancel)
+            running[1].cancel()
+            asyncio.get_running_loop().call_later(
+                CANCEL_GRACE_SECONDS, self._cancel_handler, request_id, running
+            )
+
+    def _cancel_handler(self, request_id: str, running: tuple[asyncio.Task[Any], Any]) -> None:
+        # Only while that handler still runs: its delivery task goes on to save and ack.
+        if self._handling.get(request_id) is running:
+            running[0].cancel()
 
     async def _process(
         self,
@@ -446,6 +453,11 @@ class Hosting:
         else:
             response = await self._run(agent_id, agent, envelope, payload, place)
         respond(response)
+        if replies:
+            # Let the response reach the socket before the state write: publishing hands the
+            # frames to the connection's writer task, two loop passes away.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         await self._commit(agent_id, delivery_id, response)
 
     async def _run(
@@ -469,16 +481,20 @@ class Hosting:
                 self._telemetry,
                 derived_message_ids(str(place.turn)),
             )
-            if is_rpc:  # in a task of its own, which the caller's cancel request can cancel
-                handler = asyncio.ensure_future(call)
-                self._handling[envelope.id] = (handler, ctx.cancellation_token)
+            if is_rpc:  # the caller's cancel request cancels this task while in the handler
+                task = asyncio.current_task()
+                assert task is not None
+                self._handling[envelope.id] = (task, ctx.cancellation_token)
             try:
-                result = await (handler if is_rpc else call)
+                result = await call
+                if is_rpc and self._cancelled.get(envelope.id):
+                    _uncancel(asyncio.current_task())  # a handler that swallowed its cancel
                 return encode_response(self._serializers, result) if is_rpc else None
             except asyncio.CancelledError as e:
                 if not (is_rpc and self._cancelled.pop(envelope.id, False)):
                     raise  # this worker is stopping: the message goes back to the queue
                 # The caller cancelled: the agent saw it, and its state is kept as it left it.
+                _uncancel(asyncio.current_task())  # this delivery goes on: save and ack
                 return StoredResponse("error", "text/plain", "cancelled", error_type_name(e))
             except Exception as e:
                 # The instance may hold half a change: the next attempt starts from saved state.
@@ -586,6 +602,14 @@ class _DeadLetter(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def _uncancel(task: asyncio.Task[Any] | None) -> None:
+    """Take back a cancellation that was handled (Python 3.11+ counts them, and a task still
+    counted as cancelling turns its later timeouts into cancellations)."""
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 async def _saved_state(agent: Any) -> dict[str, Any] | None:

@@ -76,19 +76,31 @@ class RpcClient:
                 envelope, routing_key(recipient.key, recipient.type), self.reply_to
             )
             token.link_future(future)
+            # A timer on the future, not asyncio.wait_for: that costs a task per request.
+            timer = asyncio.get_running_loop().call_later(
+                self._settings.rpc_timeout, self._time_out, envelope.id
+            )
             try:
-                return await asyncio.wait_for(future, self._settings.rpc_timeout)
+                return await future
             except asyncio.CancelledError:
                 await self._cancel_remote(envelope)
                 raise
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"No response from {recipient} within {self._settings.rpc_timeout:g} s "
-                    f"(message {envelope.id}); it may still be handled. Retry with the same "
-                    "message_id to get its response without applying it twice."
-                ) from None
+            finally:
+                timer.cancel()
         finally:
             self._pending.pop(envelope.id, None)
+
+    def _time_out(self, request_id: str) -> None:
+        pending = self._pending.get(request_id)
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(
+                TimeoutError(
+                    f"No response from {pending.recipient} within "
+                    f"{self._settings.rpc_timeout:g} s (message {request_id}); it may still be "
+                    "handled. Retry with the same message_id to get its response without "
+                    "applying it twice."
+                )
+            )
 
     async def _cancel_remote(self, request: Envelope) -> None:
         """Tell the recipient's worker that nobody waits for ``request`` any more."""
