@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aiormq.abc import DeliveredMessage
 from redis.asyncio import Redis
 
 from ...base import (
@@ -41,6 +41,7 @@ from .._telemetry import Telemetry
 from .._turns import Place
 from . import _names as n
 from ._claims import PartitionClaims
+from ._consumers import ack, requeue
 from ._errors import error_type_name
 from ._registry import Registry
 from ._replies import (
@@ -76,7 +77,7 @@ class _Retry(Exception):
 class _Partition:
     agent_type: str
     partition: int
-    queue: AbstractQueue
+    queue: str
     consumer_tag: str | None = None
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     joining: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -163,12 +164,11 @@ class Hosting:
         return await self._claims.claim(agent_type, partition, list(live_workers))
 
     async def _consume(self, agent_type: str, partition: int) -> None:
-        queue = await self._transport.consume_channel.get_queue(
-            self._names.partition_queue(agent_type, partition), ensure=False
-        )
+        queue = self._names.partition_queue(agent_type, partition)
         owned = _Partition(agent_type, partition, queue)
         self._owned[(agent_type, partition)] = owned
-        owned.consumer_tag = await queue.consume(
+        owned.consumer_tag = await self._transport.consumers.consume(
+            owned.queue,
             partial(self._on_delivery, owned),
             exclusive=self._settings.queue_type == "classic",
         )
@@ -178,7 +178,9 @@ class Hosting:
         """Stop consuming, finish the turns in flight, forget the agents, release the claim."""
         if owned.consumer_tag is not None:
             try:
-                await owned.queue.cancel(owned.consumer_tag, timeout=self._settings.drain_timeout)
+                await self._transport.consumers.cancel(
+                    owned.consumer_tag, timeout=self._settings.drain_timeout
+                )
             except Exception as e:  # the channel may already be gone
                 logger.debug("cancel of %s/%d failed: %s", owned.agent_type, owned.partition, e)
         if owned.in_flight:
@@ -225,7 +227,7 @@ class Hosting:
     async def queues_empty(self) -> bool:
         for owned in list(self._owned.values()):
             declared = await self._transport.topology.channel.declare_queue(
-                owned.queue.name, passive=True
+                owned.queue, passive=True
             )
             if declared.declaration_result.message_count:
                 return False
@@ -296,7 +298,7 @@ class Hosting:
             and subscription.is_match(topic)
         ]
 
-    async def _on_delivery(self, owned: _Partition, message: AbstractIncomingMessage) -> None:
+    async def _on_delivery(self, owned: _Partition, message: DeliveredMessage) -> None:
         # This callback already runs in a task of its own (one per delivery): no need for another.
         task = asyncio.current_task()
         assert task is not None
@@ -313,17 +315,18 @@ class Hosting:
             owned.in_flight.discard(task)
 
     async def _join(
-        self, owned: _Partition, message: AbstractIncomingMessage
+        self, owned: _Partition, message: DeliveredMessage
     ) -> tuple[Envelope, Any, list[tuple[AgentId, str, Place]]] | None:
         """Decode the delivery and take its places in its recipients' turn lines; ``None`` when
         it needs no handling (acknowledged or dead-lettered here)."""
         try:
             if len(message.body) > self._settings.max_message_bytes:
                 raise InvalidMessage("too_large", f"{len(message.body)} bytes")
-            envelope = decode(message.headers, message.content_type, message.body)
+            properties = message.header.properties
+            envelope = decode(properties.headers, properties.content_type, message.body)
             if envelope.kind == n.KIND_CANCEL:
                 self._cancel(envelope.correlation or "")
-                await message.ack()
+                await ack(message)
                 return None
             if envelope.kind not in (n.KIND_SEND, n.KIND_PUBLISH, n.KIND_CONTROL):
                 raise InvalidMessage("invalid_cloudevent", f"unexpected kind {envelope.kind!r}")
@@ -349,7 +352,7 @@ class Hosting:
         if envelope.kind == n.KIND_PUBLISH:  # a publisher does not receive its own event
             recipients = [r for r in recipients if r != envelope.sender]
         if not recipients:
-            await message.ack()
+            await ack(message)
             return None
         joined: list[tuple[AgentId, str, Place]] = []
         for index, recipient in enumerate(recipients):
@@ -381,7 +384,7 @@ class Hosting:
     async def _process(
         self,
         owned: _Partition,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         envelope: Envelope,
         payload: Any,
         joined: list[tuple[AgentId, str, Place]],
@@ -403,14 +406,14 @@ class Hosting:
                 for _, _, later in unreached:
                     later.abandon()  # the places of recipients this delivery will not reach
                 await asyncio.gather(*replies)
-            await message.ack()
+            await ack(message)
         except _Retry:
-            await message.nack(requeue=True)
+            await requeue(message)
         except _DeadLetter as e:
             await self._dead_letter_and_ack(owned, message, e.reason, e.detail)
         except Exception:
             logger.exception("delivery %s failed; it goes back to the queue", envelope.id)
-            await message.nack(requeue=True)
+            await requeue(message)
 
     async def _handle(
         self,
@@ -419,7 +422,7 @@ class Hosting:
         envelope: Envelope,
         payload: Any,
         place: Place,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
         replies: list[asyncio.Task[None]],
     ) -> None:
         """Handle one message in the agent's turn: run it, start sending its response, and save
@@ -432,7 +435,7 @@ class Hosting:
         is_rpc = envelope.kind != n.KIND_PUBLISH
 
         def respond(response: StoredResponse | None) -> None:
-            if is_rpc and response is not None and message.reply_to:
+            if is_rpc and response is not None and message.header.properties.reply_to:
                 replies.append(asyncio.ensure_future(self._reply(envelope, message, response)))
 
         try:
@@ -561,9 +564,10 @@ class Hosting:
                 self._records[agent_id] = updated
 
     async def _reply(
-        self, request: Envelope, message: AbstractIncomingMessage, stored: StoredResponse
+        self, request: Envelope, message: DeliveredMessage, stored: StoredResponse
     ) -> None:
-        assert message.reply_to is not None
+        properties = message.header.properties
+        assert properties.reply_to is not None
         response = Envelope(
             id=f"{request.id}:response",
             source=str(request.recipient),
@@ -572,23 +576,23 @@ class Hosting:
             data=stored.data.encode(),
             content_type=stored.content_type,
             sender=request.recipient,
-            correlation=request.correlation or message.correlation_id or request.id,
+            correlation=request.correlation or properties.correlation_id or request.id,
             error_type=stored.error_type,
         )
-        await self._transport.reply(response, message.reply_to)
+        await self._transport.reply(response, properties.reply_to)
 
     async def _dead_letter_and_ack(
-        self, owned: _Partition, message: AbstractIncomingMessage, reason: str, detail: str
+        self, owned: _Partition, message: DeliveredMessage, reason: str, detail: str
     ) -> None:
         await self._transport.dead_letter(
             message.body,
-            message.headers,
-            message.content_type,
+            message.header.properties.headers,
+            message.header.properties.content_type,
             reason=reason,
             detail=detail,
-            queue=owned.queue.name,
+            queue=owned.queue,
         )
-        await message.ack()
+        await ack(message)
 
 
 class _ActivationFailed(Exception):

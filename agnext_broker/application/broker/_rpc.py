@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any, NamedTuple
 
-from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 
 from ...base import AgentId, CancellationToken, SerializationRegistry, UndeliverableException
 from . import _names as n
@@ -121,13 +121,14 @@ class RpcClient:
         except Exception as e:
             logger.warning("could not tell %s to cancel %s: %s", request.recipient, request.id, e)
 
-    async def on_reply(self, message: AbstractIncomingMessage) -> None:
+    async def on_reply(self, message: DeliveredMessage) -> None:
         try:
-            envelope = decode(message.headers, message.content_type, message.body)
+            properties = message.header.properties
+            envelope = decode(properties.headers, properties.content_type, message.body)
         except InvalidMessage as e:
             logger.warning("ignoring an invalid reply: %s", e)
             return
-        pending = self._pending.get(envelope.correlation or message.correlation_id or "")
+        pending = self._pending.get(envelope.correlation or properties.correlation_id or "")
         if pending is None or pending.future.done():
             return  # a late or repeated response: the caller no longer waits
         future = pending.future

@@ -133,7 +133,7 @@ class BrokerAgentRuntime(RuntimeCore):
             self._names.reply_queue(settings.worker_id), exclusive=True, auto_delete=True
         )
         self._rpc.reply_to = reply_queue.name
-        await reply_queue.consume(self._rpc.on_reply, no_ack=True)
+        await self._transport.consumers.consume(reply_queue.name, self._rpc.on_reply, no_ack=True)
         self._hosting = Hosting(
             settings=settings,
             names=self._names,

@@ -18,12 +18,13 @@ from typing import Any, cast
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import PublishError
 from aiormq import spec
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from ...base import AgnextError, UndeliverableException
+from ._consumers import Consumers
 from ._names import HEADER_DEAD_DETAIL, HEADER_DEAD_QUEUE, HEADER_DEAD_REASON, Names
 from ._settings import BrokerSettings, redact
 from ._topology import Topology
@@ -58,7 +59,8 @@ class Transport:
         self._names = names
         self._connections: list[AbstractRobustConnection] = []
         self.publish_channel: AbstractChannel
-        self.consume_channel: AbstractChannel
+        self.consume_channel: AbstractRobustChannel
+        self.consumers: Consumers
         self.topology: Topology
 
     async def open(self) -> None:
@@ -75,8 +77,9 @@ class Transport:
         self.publish_channel = await publishing.channel(
             publisher_confirms=True, on_return_raises=True
         )
-        self.consume_channel = await consuming.channel()
+        self.consume_channel = cast(AbstractRobustChannel, await consuming.channel())
         await self.consume_channel.set_qos(prefetch_count=self._settings.prefetch)
+        self.consumers = Consumers(self.consume_channel)
         admin_channel = await publishing.channel()
         self.topology = Topology(admin_channel, self._names, self._settings)
         await self.topology.declare_base()
