@@ -10,6 +10,7 @@ left without its consumer).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -39,7 +40,23 @@ class Consumers:
     def __init__(self, channel: AbstractRobustChannel) -> None:
         self._channel = channel
         self._wanted: dict[str, _Consumer] = {}  # by consumer tag
+        self._acknowledgements: dict[aiormq.abc.AbstractChannel, Acknowledgements] = {}
         channel.reopen_callbacks.add(self._consume_again)
+
+    def acknowledgements(self, message: DeliveredMessage) -> Acknowledgements:
+        """Where to settle ``message`` (it is settled on the channel that delivered it)."""
+        acknowledgements = self._acknowledgements.get(message.channel)
+        if acknowledgements is None:
+            for channel in [c for c in self._acknowledgements if c.is_closed]:
+                self._acknowledgements.pop(channel).close()
+            acknowledgements = Acknowledgements(message.channel)
+            self._acknowledgements[message.channel] = acknowledgements
+        return acknowledgements
+
+    def close(self) -> None:
+        for acknowledgements in self._acknowledgements.values():
+            acknowledgements.close()
+        self._acknowledgements.clear()
 
     async def consume(
         self, queue: str, callback: Callback, *, no_ack: bool = False, exclusive: bool = False
@@ -81,14 +98,80 @@ class Consumers:
                 logger.error("could not consume %s again after a reconnect: %s", consumer.queue, e)
 
 
-async def ack(message: DeliveredMessage) -> None:
-    """Acknowledge a delivery (on the channel it came on; after a reconnect that fails, and the
-    broker delivers the message again)."""
-    assert message.delivery_tag is not None
-    await message.channel.basic_ack(message.delivery_tag, wait=False)
+class Acknowledgements:
+    """Settles the deliveries of one AMQP channel, acking many with one frame where it can.
 
+    Deliveries are registered as they arrive (in delivery tag order: aiormq starts one task per
+    delivery, in order, and each registers before its first pause). Acks are sent by one task,
+    in order: the run of finished deliveries at the front goes in one ``multiple`` ack (one
+    frame for the consumer, one settle per queue for the broker); a delivery that finishes while
+    an earlier one is still being handled is acked alone, so a slow handler never holds back
+    the acks of the others. A delivery given back (nack) is settled before any ack that covers
+    its tag is sent.
+    """
 
-async def requeue(message: DeliveredMessage) -> None:
-    """Give a delivery back to its queue."""
-    assert message.delivery_tag is not None
-    await message.channel.basic_nack(message.delivery_tag, requeue=True, wait=False)
+    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+        self.channel = channel
+        self._pending: dict[int, bool] = {}  # delivery tag -> finished (insertion = tag order)
+        self._finished_out_of_order = 0
+        self._wakeup = asyncio.Event()
+        self._sender = asyncio.ensure_future(self._send())
+
+    def received(self, tag: int) -> None:
+        self._pending[tag] = False
+
+    def ack(self, tag: int) -> None:
+        if self._pending.get(tag) is False:
+            self._pending[tag] = True
+            if next(iter(self._pending)) != tag:
+                self._finished_out_of_order += 1
+            self._wakeup.set()
+
+    async def requeue(self, tag: int) -> None:
+        """Give the delivery back to its queue now."""
+        if self._pending.get(tag) is False:
+            try:
+                await self.channel.basic_nack(tag, requeue=True, wait=False)
+            finally:
+                # Only once the nack is queued: no ack covering this tag may go before it.
+                self._pending.pop(tag, None)
+                self._wakeup.set()
+
+    def settled(self, tag: int) -> bool:
+        """Acked (or about to be) or given back."""
+        return self._pending.get(tag) is not False
+
+    def close(self) -> None:
+        self._sender.cancel()
+
+    def _take(self) -> list[tuple[int, bool]]:
+        """The ack frames to send now: (tag, multiple)."""
+        frames: list[tuple[int, bool]] = []
+        front: list[int] = []
+        for tag, finished in self._pending.items():
+            if not finished:
+                break
+            front.append(tag)
+        for tag in front:
+            del self._pending[tag]
+        if front:
+            frames.append((front[-1], len(front) > 1))
+        if self._finished_out_of_order:
+            alone = [tag for tag, finished in self._pending.items() if finished]
+            for tag in alone:
+                del self._pending[tag]
+                frames.append((tag, False))
+            self._finished_out_of_order = 0
+        return frames
+
+    async def _send(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                for tag, multiple in self._take():
+                    await self.channel.basic_ack(tag, multiple=multiple, wait=False)
+            except aiormq.exceptions.AMQPError as e:
+                # The channel closed: the broker delivers its unacknowledged messages again.
+                logger.debug("acks on a closed channel dropped: %s", e)
+                return

@@ -41,7 +41,6 @@ from .._telemetry import Telemetry
 from .._turns import Place
 from . import _names as n
 from ._claims import PartitionClaims
-from ._consumers import ack, requeue
 from ._errors import error_type_name
 from ._registry import Registry
 from ._replies import (
@@ -186,7 +185,7 @@ class Hosting:
         if owned.in_flight:
             _, late = await asyncio.wait(owned.in_flight, timeout=self._settings.drain_timeout)
             if late:
-                # Their messages are not acknowledged: the broker gives them to the next owner.
+                # Their messages go back to the queue, for the next owner.
                 logger.warning(
                     "%d handler(s) of %s partition %d did not finish within %.0f s; cancelled",
                     len(late),
@@ -302,6 +301,9 @@ class Hosting:
         # This callback already runs in a task of its own (one per delivery): no need for another.
         task = asyncio.current_task()
         assert task is not None
+        acknowledgements = self._transport.consumers.acknowledgements(message)
+        tag = _delivery_tag(message)
+        acknowledgements.received(tag)  # before any pause: in delivery order
         owned.in_flight.add(task)
         try:
             # Deliveries take their places in the agents' turn lines in the order the broker
@@ -313,6 +315,17 @@ class Hosting:
                 await self._process(owned, message, *joined)
         finally:
             owned.in_flight.discard(task)
+            if not acknowledgements.settled(tag):  # cancelled, or failed: back to the queue
+                try:
+                    await acknowledgements.requeue(tag)
+                except Exception as e:  # the channel is gone: the broker requeues it anyway
+                    logger.debug("could not give back delivery %d: %s", tag, e)
+
+    def _ack(self, message: DeliveredMessage) -> None:
+        self._transport.consumers.acknowledgements(message).ack(_delivery_tag(message))
+
+    async def _requeue(self, message: DeliveredMessage) -> None:
+        await self._transport.consumers.acknowledgements(message).requeue(_delivery_tag(message))
 
     async def _join(
         self, owned: _Partition, message: DeliveredMessage
@@ -326,7 +339,7 @@ class Hosting:
             envelope = decode(properties.headers, properties.content_type, message.body)
             if envelope.kind == n.KIND_CANCEL:
                 self._cancel(envelope.correlation or "")
-                await ack(message)
+                self._ack(message)
                 return None
             if envelope.kind not in (n.KIND_SEND, n.KIND_PUBLISH, n.KIND_CONTROL):
                 raise InvalidMessage("invalid_cloudevent", f"unexpected kind {envelope.kind!r}")
@@ -352,7 +365,7 @@ class Hosting:
         if envelope.kind == n.KIND_PUBLISH:  # a publisher does not receive its own event
             recipients = [r for r in recipients if r != envelope.sender]
         if not recipients:
-            await ack(message)
+            self._ack(message)
             return None
         joined: list[tuple[AgentId, str, Place]] = []
         for index, recipient in enumerate(recipients):
@@ -406,14 +419,14 @@ class Hosting:
                 for _, _, later in unreached:
                     later.abandon()  # the places of recipients this delivery will not reach
                 await asyncio.gather(*replies)
-            await ack(message)
+            self._ack(message)
         except _Retry:
-            await requeue(message)
+            await self._requeue(message)
         except _DeadLetter as e:
             await self._dead_letter_and_ack(owned, message, e.reason, e.detail)
         except Exception:
             logger.exception("delivery %s failed; it goes back to the queue", envelope.id)
-            await requeue(message)
+            await self._requeue(message)
 
     async def _handle(
         self,
@@ -592,7 +605,7 @@ class Hosting:
             detail=detail,
             queue=owned.queue,
         )
-        await ack(message)
+        self._ack(message)
 
 
 class _ActivationFailed(Exception):
@@ -606,6 +619,12 @@ class _DeadLetter(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def _delivery_tag(message: DeliveredMessage) -> int:
+    tag = message.delivery_tag
+    assert tag is not None  # deliveries to a consumer always have one
+    return tag
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:

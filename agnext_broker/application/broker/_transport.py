@@ -85,6 +85,8 @@ class Transport:
         await self.topology.declare_base()
 
     async def close(self) -> None:
+        if self._connections:
+            self.consumers.close()
         for connection in reversed(self._connections):
             await connection.close()
         self._connections = []
