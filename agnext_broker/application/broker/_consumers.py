@@ -171,7 +171,9 @@ class Acknowledgements:
             try:
                 for tag, multiple in self._take():
                     await self.channel.basic_ack(tag, multiple=multiple, wait=False)
-            except aiormq.exceptions.AMQPError as e:
+            except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError) as e:
                 # The channel closed: the broker delivers its unacknowledged messages again.
                 logger.debug("acks on a closed channel dropped: %s", e)
                 return
+            except Exception:
+                logger.exception("sending acks failed; their messages will be delivered again")
