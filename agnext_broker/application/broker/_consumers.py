@@ -1,4 +1,4 @@
-"""Consuming queues on a robust channel, again after every reconnect.
+"""Consuming queues on a robust channel, again after every reconnect, and settling deliveries.
 
 Consumers are registered on the channel's AMQP (aiormq) channel: each delivery reaches its
 callback as it arrived, in the task aiormq starts for it, without an aio-pika message built

@@ -129,7 +129,7 @@ class StateStore:
         self._save = redis.register_script(_SAVE_IF_VERSION)
         self._queued: list[tuple[str, int, str, asyncio.Future[Any]]] = []
         self._writing = False  # a write is on its way: later ones queue for one pipeline
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
 
     async def load(self, agent_id: AgentId) -> AgentRecord:
         text = await self._redis.get(self._names.state_key(agent_id))
