@@ -45,6 +45,8 @@ COUNTED_TOPIC = "counted"  # what a counter publishes after an increment with an
 FRAGILE_TOPIC = "fragile-work"
 RELAY_TYPE = "relay"
 RELAYED_TOPIC = "relayed"  # events to relay/<topic source>
+FORWARDER_TYPE = "forwarder"
+FORWARDED_TOPIC = "forwarded"  # events to forwarder/<topic source>
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -178,19 +180,39 @@ class Fragile(RoutedAgent):
 class Relay(RoutedAgent):
     """Passes each ``Increment`` event on to ``counter/<its key>`` by RPC, then fails the first
     time it handles one (``failures`` counts those per key, in this process): the runtime runs
-    the handler again, and the counter must count the increment once."""
+    the handler again, and the counter must count the increment once. Its state is how many
+    increments it relayed."""
 
     failures: ClassVar[dict[str, int]] = {}
 
     def __init__(self) -> None:
         super().__init__("Relays increments, failing once after the first")
+        self.relayed = 0
 
     @event
     async def on_increment(self, message: Increment, ctx: MessageContext) -> None:
         await self.send_message(Increment(message.amount), AgentId(COUNTER_TYPE, self.id.key))
+        self.relayed += 1
         if not Relay.failures.get(self.id.key):
             Relay.failures[self.id.key] = 1
             raise RuntimeError("relay fails after passing the increment on")
+
+    async def save_state(self) -> Mapping[str, Any]:
+        return {"relayed": self.relayed}
+
+    async def load_state(self, state: Mapping[str, Any]) -> None:
+        self.relayed = int(state.get("relayed", 0))
+
+
+class Forwarder(RoutedAgent):
+    """Passes each ``Increment`` event on to ``counter/<its key>`` by RPC; keeps no state."""
+
+    def __init__(self) -> None:
+        super().__init__("Forwards increments")
+
+    @event
+    async def on_increment(self, message: Increment, ctx: MessageContext) -> None:
+        await self.send_message(Increment(message.amount), AgentId(COUNTER_TYPE, self.id.key))
 
 
 # -- app functions (agnext-broker worker --app tests.integration.apps:<function>) ----------------
@@ -212,6 +234,13 @@ async def register_counter_and_relay(runtime: AgentRuntime) -> None:
     await Counter.register(runtime, COUNTER_TYPE, Counter)
     await Relay.register(runtime, RELAY_TYPE, Relay)
     await runtime.add_subscription(TypeSubscription(RELAYED_TOPIC, RELAY_TYPE))
+
+
+async def register_counter_and_forwarder(runtime: AgentRuntime) -> None:
+    """``counter`` agents, and ``forwarder`` agents subscribed to topic type ``forwarded``."""
+    await Counter.register(runtime, COUNTER_TYPE, Counter)
+    await Forwarder.register(runtime, FORWARDER_TYPE, Forwarder)
+    await runtime.add_subscription(TypeSubscription(FORWARDED_TOPIC, FORWARDER_TYPE))
 
 
 async def register_fragile(runtime: AgentRuntime) -> None:

@@ -223,6 +223,7 @@ async def test_a_handler_run_again_sends_the_same_messages_once(
         what="the relay handled the event",
     )
     assert len(relay["applied"]) == 1
+    assert relay["state"] == {"relayed": 1}  # the failed run's change was not kept
     assert await runtime.send_message(ReadCount(), AgentId(COUNTER_TYPE, "k")) == 5
     counter = await state_document(redis_client, namespace, COUNTER_TYPE, "k")
     assert counter is not None

@@ -15,15 +15,20 @@ from agnext_broker.application.broker._names import Names
 from agnext_broker.application.broker._state_store import AgentRecord, StateStore
 from tests.integration.apps import (
     COUNTER_TYPE,
+    FORWARDED_TOPIC,
+    FORWARDER_TYPE,
     INCREMENTS_TOPIC,
     GetStatus,
     Increment,
     ReadCount,
     register_counter,
+    register_counter_and_forwarder,
 )
 from tests.integration.workers import (
     RuntimePool,
     runtimes_fixture,  # noqa: F401
+    state_document,
+    wait_until,
 )
 from tests.servers import RedisServer
 
@@ -99,6 +104,27 @@ async def test_agent_resumes_from_saved_state_after_restart(
     assert document["state"]["count"] == 8
     # The state is also what the runtime reports, from any process.
     assert (await second.agent_save_state(AgentId(COUNTER_TYPE, "alpha")))["count"] == 8
+
+
+async def test_events_to_an_agent_that_keeps_no_state_leave_no_record(
+    namespace: str, runtimes: RuntimePool, redis_client: redis.asyncio.Redis
+) -> None:
+    runtime = await runtimes.start(register_counter_and_forwarder)
+    for _ in range(3):
+        await runtime.publish_message(Increment(2), TopicId(FORWARDED_TOPIC, "k"))
+    counter = AgentId(COUNTER_TYPE, "k")
+
+    async def counted() -> bool:
+        return await runtime.send_message(ReadCount(), counter) == 6
+
+    await wait_until(counted, timeout=30, what="the forwarder passed 3 increments on")
+    await runtimes.stop(runtime)  # after the deliveries in flight finished
+
+    # The forwarder has no save_state(): nothing of it is written to Redis.
+    assert await state_document(redis_client, namespace, FORWARDER_TYPE, "k") is None
+    document = await state_document(redis_client, namespace, COUNTER_TYPE, "k")
+    assert document is not None
+    assert document["state"]["count"] == 6
 
 
 async def test_concurrent_saves_each_get_their_own_outcome(

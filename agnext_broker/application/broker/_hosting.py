@@ -469,6 +469,10 @@ class Hosting:
         else:
             response = await self._run(agent_id, agent, envelope, payload, place)
         respond(response)
+        if not is_rpc and not _keeps_state(agent):
+            # Nothing to save: an event redelivered after a crash runs the handler again, and
+            # what it sends goes under the same ids, which their receivers apply once.
+            return
         if replies:
             # Let the response reach the socket before the state write: publishing hands the
             # frames to the connection's writer task, two loop passes away.
@@ -635,8 +639,11 @@ def _uncancel(task: asyncio.Task[Any] | None) -> None:
         uncancel()
 
 
+def _keeps_state(agent: Any) -> bool:
+    """Whether the agent has a ``save_state()`` of its own."""
+    return not (isinstance(agent, BaseAgent) and type(agent).save_state is BaseAgent.save_state)
+
+
 async def _saved_state(agent: Any) -> dict[str, Any] | None:
     """The agent's ``save_state()``, or ``None`` for an agent that keeps no state."""
-    if isinstance(agent, BaseAgent) and type(agent).save_state is BaseAgent.save_state:
-        return None
-    return dict(await agent.save_state())
+    return dict(await agent.save_state()) if _keeps_state(agent) else None
