@@ -1,11 +1,13 @@
 """The raw aio-pika side of ``scripts/bench_broker.py``: a responder in its own process.
 
-It declares, under a name prefix ``<ns>``:
+It declares, under a name prefix ``<ns>``, with Q queues per kind (``--queues``, default 1):
 
-- ``<ns>.direct``: a durable topic exchange; requests are routed to the durable quorum queue
-  ``<ns>.rpc`` (bound with ``#``), consumed with manual acks;
-- ``<ns>.events``: a durable topic exchange; events go to the durable quorum queue
-  ``<ns>.events`` (bound with ``#``), consumed with manual acks and counted.
+- ``<ns>.direct``: a durable topic exchange; a request with routing key ``<anything>.<q>`` goes
+  to the durable quorum queue ``<ns>.rpc.<q>``, consumed with manual acks;
+- ``<ns>.events``: a durable topic exchange; an event with routing key ``<anything>.<q>`` goes
+  to the durable quorum queue ``<ns>.events.<q>``, consumed with manual acks and counted.
+
+Each queue has a consumer of its own on one channel, as the runtime's partition queues have.
 
 A request's body is JSON: ``{"n": <int>}`` is echoed back as ``{"n": <int>}``, ``{"count": true}``
 is answered with ``{"count": <events acked so far>}``. Each reply is published persistent, with a
@@ -17,7 +19,8 @@ Prints ``ready`` on stdout once it consumes; SIGTERM or SIGINT closes it cleanly
 
 Run by hand::
 
-    .venv/bin/python scripts/bench_raw_responder.py amqp://guest:guest@localhost:5672/ rawbench
+    .venv/bin/python scripts/bench_raw_responder.py amqp://guest:guest@localhost:5672/ rawbench \\
+        --queues 16
 """
 
 from __future__ import annotations
@@ -39,25 +42,29 @@ def quorum_arguments() -> dict[str, Any]:
     return {"x-queue-type": "quorum", "x-single-active-consumer": True, "x-delivery-limit": 5}
 
 
-async def declare(channel: AbstractChannel, prefix: str) -> None:
+KINDS = ("rpc", "events")
+
+
+async def declare(channel: AbstractChannel, prefix: str, queues: int) -> None:
     """The exchanges, queues and bindings of the raw benchmark (idempotent)."""
-    for kind in ("rpc", "events"):
+    for kind in KINDS:
         exchange_name = f"{prefix}.direct" if kind == "rpc" else f"{prefix}.events"
         exchange = await channel.declare_exchange(exchange_name, ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(
-            f"{prefix}.{kind}", durable=True, arguments=quorum_arguments()
-        )
-        await queue.bind(exchange, "#")
+        for q in range(queues):
+            queue = await channel.declare_queue(
+                f"{prefix}.{kind}.{q}", durable=True, arguments=quorum_arguments()
+            )
+            await queue.bind(exchange, f"*.{q}")
 
 
-async def serve(url: str, prefix: str, prefetch: int) -> None:
+async def serve(url: str, prefix: str, prefetch: int, queues: int) -> None:
     publishing = await aio_pika.connect(url, client_properties={"connection_name": "raw-pub"})
     consuming = await aio_pika.connect(url, client_properties={"connection_name": "raw-con"})
     try:
         publish_channel = await publishing.channel(publisher_confirms=True)
         consume_channel = await consuming.channel()
         await consume_channel.set_qos(prefetch_count=prefetch)
-        await declare(await publishing.channel(), prefix)
+        await declare(await publishing.channel(), prefix, queues)
         replies = publish_channel.default_exchange
         acked = 0
 
@@ -80,10 +87,10 @@ async def serve(url: str, prefix: str, prefetch: int) -> None:
             await message.ack()
             acked += 1
 
-        rpc_queue = await consume_channel.get_queue(f"{prefix}.rpc", ensure=False)
-        events_queue = await consume_channel.get_queue(f"{prefix}.events", ensure=False)
-        await rpc_queue.consume(on_request)
-        await events_queue.consume(on_event)
+        for kind in KINDS:
+            for q in range(queues):
+                queue = await consume_channel.get_queue(f"{prefix}.{kind}.{q}", ensure=False)
+                await queue.consume(on_request if kind == "rpc" else on_event)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -101,8 +108,9 @@ def main() -> int:
     parser.add_argument("amqp_url")
     parser.add_argument("prefix", help="name prefix of the exchanges and queues")
     parser.add_argument("--prefetch", type=int, default=64, help="per consumer (default 64)")
+    parser.add_argument("--queues", type=int, default=1, help="queues per kind (default 1)")
     args = parser.parse_args()
-    asyncio.run(serve(args.amqp_url, args.prefix, args.prefetch))
+    asyncio.run(serve(args.amqp_url, args.prefix, args.prefetch, args.queues))
     return 0
 
 
