@@ -1,5 +1,6 @@
 """How a worker settles deliveries on a real RabbitMQ: finished ones are acked even while an
-earlier one is still being handled, and one given back is delivered again, not acked."""
+earlier one is still being handled, one given back is delivered again, not acked, and those
+finished when the consumers close are acked before the connection goes."""
 
 from __future__ import annotations
 
@@ -78,6 +79,57 @@ async def test_finished_deliveries_are_acked_around_one_still_handled_and_one_gi
         await wait_until(all_acked, timeout=30, what="the given-back delivery is handled again")
         assert seen.count(HELD) == 2
         assert len(seen) == 11
-        consumers.close()
+        await consumers.close()
+    finally:
+        await bounded(connection.close(), "closing the test's AMQP connection")
+
+
+async def test_deliveries_finished_at_close_are_acked_not_delivered_again(
+    private_rabbitmq: RabbitMQServer, namespace: str, amqp_cleanup: AmqpCleanup
+) -> None:
+    queue = amqp_cleanup.queue(f"{namespace}.close")
+    connection = await aio_pika.connect_robust(private_rabbitmq.amqp_url)
+    try:
+        publishing = await connection.channel(publisher_confirms=True)
+        await publishing.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        for n in range(5):
+            await publishing.default_exchange.publish(aio_pika.Message(str(n).encode()), queue)
+        channel = await connection.channel()
+        assert isinstance(channel, AbstractRobustChannel)
+        consumers = Consumers(channel)
+        finished = asyncio.Event()
+        handled: list[str] = []
+
+        async def on_delivery(message: DeliveredMessage) -> None:
+            tag = message.delivery_tag
+            assert tag is not None
+            acknowledgements = consumers.acknowledgements(message)
+            acknowledgements.received(tag)
+            handled.append(message.body.decode())
+            acknowledgements.ack(tag)
+            if len(handled) == 5:
+                finished.set()
+
+        await consumers.consume(queue, on_delivery)
+        await asyncio.wait_for(finished.wait(), timeout=30)
+        await consumers.close()  # at once: the acks have not gone out yet
+    finally:
+        await bounded(connection.close(), "closing the test's AMQP connection")
+
+    # Had the acks been dropped, closing the connection would have put the five back, and they
+    # would come before a message published now.
+    connection = await aio_pika.connect_robust(private_rabbitmq.amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.default_exchange.publish(aio_pika.Message(b"after"), queue)
+        declared = await channel.declare_queue(queue, passive=True)
+        received: list[str] = []
+        async with declared.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                received.append(message.body.decode())
+                if received[-1] == "after":
+                    break
+        assert received == ["after"]
     finally:
         await bounded(connection.close(), "closing the test's AMQP connection")

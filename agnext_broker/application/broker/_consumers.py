@@ -23,6 +23,10 @@ from aiormq.abc import DeliveredMessage
 
 logger = logging.getLogger("agnext_broker")
 
+# How long the ack sender waits after the first finished delivery, so that those finishing
+# meanwhile go in the same frame: one write and one frame for the broker instead of several.
+ACK_BATCH_SECONDS = 0.002
+
 Callback = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
 
 
@@ -48,14 +52,15 @@ class Consumers:
         acknowledgements = self._acknowledgements.get(message.channel)
         if acknowledgements is None:
             for channel in [c for c in self._acknowledgements if c.is_closed]:
-                self._acknowledgements.pop(channel).close()
+                self._acknowledgements.pop(channel).stop()
             acknowledgements = Acknowledgements(message.channel)
             self._acknowledgements[message.channel] = acknowledgements
         return acknowledgements
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Send the acks of finished deliveries, then stop settling."""
         for acknowledgements in self._acknowledgements.values():
-            acknowledgements.close()
+            await acknowledgements.close()
         self._acknowledgements.clear()
 
     async def consume(
@@ -103,11 +108,11 @@ class Acknowledgements:
 
     Deliveries are registered as they arrive (in delivery tag order: aiormq starts one task per
     delivery, in order, and each registers before its first pause). Acks are sent by one task,
-    in order: the run of finished deliveries at the front goes in one ``multiple`` ack (one
-    frame for the consumer, one settle per queue for the broker); a delivery that finishes while
-    an earlier one is still being handled is acked alone, so a slow handler never holds back
-    the acks of the others. A delivery given back (nack) is settled before any ack that covers
-    its tag is sent.
+    in order, ``ACK_BATCH_SECONDS`` after the first of them finished: the run of finished
+    deliveries at the front goes in one ``multiple`` ack (one frame for the consumer, one settle
+    per queue for the broker); a delivery that finishes while an earlier one is still being
+    handled is acked alone, so a slow handler never holds back the acks of the others. A
+    delivery given back (nack) is settled before any ack that covers its tag is sent.
     """
 
     def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
@@ -115,6 +120,7 @@ class Acknowledgements:
         self._pending: dict[int, bool] = {}  # delivery tag -> finished (insertion = tag order)
         self._finished_out_of_order = 0
         self._wakeup = asyncio.Event()
+        self._closing = False
         self._sender = asyncio.ensure_future(self._send())
 
     def received(self, tag: int) -> None:
@@ -141,7 +147,16 @@ class Acknowledgements:
         """Acked (or about to be) or given back."""
         return self._pending.get(tag) is not False
 
-    def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Send the acks of the deliveries finished by now, and stop."""
+        self._closing = True
+        self._wakeup.set()
+        _, late = await asyncio.wait([self._sender], timeout=timeout)
+        if late:  # the connection is stuck: the broker delivers them again
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop at once (on a closed channel: the broker delivers the unacked ones again)."""
         self._sender.cancel()
 
     def _take(self) -> list[tuple[int, bool]]:
@@ -164,13 +179,18 @@ class Acknowledgements:
             self._finished_out_of_order = 0
         return frames
 
+    async def _send_finished(self) -> None:
+        for tag, multiple in self._take():
+            await self.channel.basic_ack(tag, multiple=multiple, wait=False)
+
     async def _send(self) -> None:
-        while True:
+        while not self._closing:
             await self._wakeup.wait()
+            if not self._closing:
+                await asyncio.sleep(ACK_BATCH_SECONDS)
             self._wakeup.clear()
             try:
-                for tag, multiple in self._take():
-                    await self.channel.basic_ack(tag, multiple=multiple, wait=False)
+                await self._send_finished()
             except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError) as e:
                 # The channel closed: the broker delivers its unacknowledged messages again.
                 logger.debug("acks on a closed channel dropped: %s", e)

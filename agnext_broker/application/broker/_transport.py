@@ -86,7 +86,7 @@ class Transport:
 
     async def close(self) -> None:
         if self._connections:
-            self.consumers.close()
+            await self.consumers.close()
         for connection in reversed(self._connections):
             await connection.close()
         self._connections = []
