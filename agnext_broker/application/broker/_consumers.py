@@ -184,9 +184,10 @@ class Acknowledgements:
             await self.channel.basic_ack(tag, multiple=multiple, wait=False)
 
     async def _send(self) -> None:
-        while not self._closing:
+        while True:
             await self._wakeup.wait()
-            if not self._closing:
+            closing = self._closing  # then every delivery has finished: this send is the last
+            if not closing:
                 await asyncio.sleep(ACK_BATCH_SECONDS)
             self._wakeup.clear()
             try:
@@ -197,3 +198,5 @@ class Acknowledgements:
                 return
             except Exception:
                 logger.exception("sending acks failed; their messages will be delivered again")
+            if closing:
+                return
