@@ -8,7 +8,7 @@ import asyncio
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 
 from agnext_broker.application.broker._consumers import Consumers
@@ -32,20 +32,28 @@ async def queue_counts(server: RabbitMQServer, queue: str) -> tuple[int, int]:
     raise AssertionError(f"queue {queue} not listed:\n{listed.stdout}")
 
 
+async def consumers_of_a_queue_holding(
+    connection: AbstractRobustConnection, queue: str, count: int
+) -> Consumers:
+    """Declare quorum queue ``queue`` holding messages ``"0"`` .. ``str(count - 1)``; consumers
+    on a channel of their own, with room for all of them in flight."""
+    publishing = await connection.channel(publisher_confirms=True)
+    await publishing.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    for n in range(count):
+        await publishing.default_exchange.publish(aio_pika.Message(str(n).encode()), queue)
+    channel = await connection.channel()
+    assert isinstance(channel, AbstractRobustChannel)
+    await channel.set_qos(prefetch_count=2 * count)
+    return Consumers(channel)
+
+
 async def test_finished_deliveries_are_acked_around_one_still_handled_and_one_given_back(
     private_rabbitmq: RabbitMQServer, namespace: str, amqp_cleanup: AmqpCleanup
 ) -> None:
     queue = amqp_cleanup.queue(f"{namespace}.acks")
     connection = await aio_pika.connect_robust(private_rabbitmq.amqp_url)
     try:
-        publishing = await connection.channel(publisher_confirms=True)
-        await publishing.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
-        for n in range(10):
-            await publishing.default_exchange.publish(aio_pika.Message(str(n).encode()), queue)
-        channel = await connection.channel()
-        assert isinstance(channel, AbstractRobustChannel)
-        await channel.set_qos(prefetch_count=20)
-        consumers = Consumers(channel)
+        consumers = await consumers_of_a_queue_holding(connection, queue, 10)
         release = asyncio.Event()
         seen: list[str] = []
 
@@ -90,13 +98,7 @@ async def test_deliveries_finished_at_close_are_acked_not_delivered_again(
     queue = amqp_cleanup.queue(f"{namespace}.close")
     connection = await aio_pika.connect_robust(private_rabbitmq.amqp_url)
     try:
-        publishing = await connection.channel(publisher_confirms=True)
-        await publishing.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
-        for n in range(5):
-            await publishing.default_exchange.publish(aio_pika.Message(str(n).encode()), queue)
-        channel = await connection.channel()
-        assert isinstance(channel, AbstractRobustChannel)
-        consumers = Consumers(channel)
+        consumers = await consumers_of_a_queue_holding(connection, queue, 5)
         finished = asyncio.Event()
         handled: list[str] = []
 
