@@ -147,20 +147,12 @@ class Hosting:
         for key in sorted(set(self._owned) - wanted):
             await self._release(self._owned.pop(key))
         for agent_type, partition in sorted(wanted):
-            claimed = await self._claim(agent_type, partition, live_workers)
+            # The previous owner releases its claim after finishing its turns; a dead owner's
+            # claim is void. A partition this worker already consumes is claimed again on every
+            # rebalance, so a claim taken over while this worker seemed dead comes back.
+            claimed = await self._claims.claim(agent_type, partition)
             if claimed and (agent_type, partition) not in self._owned:
                 await self._consume(agent_type, partition)
-
-    async def _claim(
-        self, agent_type: str, partition: int, live_workers: dict[str, tuple[str, ...]]
-    ) -> bool:
-        """Record this worker as the partition's owner, unless another live worker holds it.
-
-        The previous owner releases its claim after finishing its turns; a dead owner's claim
-        is void. A partition this worker already consumes is claimed again on every rebalance,
-        so a claim taken over while this worker seemed dead comes back.
-        """
-        return await self._claims.claim(agent_type, partition, list(live_workers))
 
     async def _consume(self, agent_type: str, partition: int) -> None:
         queue = self._names.partition_queue(agent_type, partition)
