@@ -430,12 +430,12 @@ class Hosting:
         message: DeliveredMessage,
         replies: list[asyncio.Task[None]],
     ) -> None:
-        """Handle one message in the agent's turn: run it, start sending its response, and save
-        the state with its id. A request already applied is answered with its stored response.
+        """Handle one message in the agent's turn: run it, save the state with its id, and start
+        sending its response. A request already applied is answered with its stored response.
 
-        The response goes out while the state is being saved, as every outgoing message of a
-        handler goes out before the save (a crash in between redelivers the request, and the
-        handler runs again from the saved state); the ack waits for both.
+        The response goes out once the state is saved, so whoever gets it reads the agent's new
+        state in Redis; a crash in between redelivers the request, which is then answered from
+        the stored response. The ack waits for the response's confirm.
         """
         is_rpc = envelope.kind != n.KIND_PUBLISH
 
@@ -460,17 +460,12 @@ class Hosting:
             response = await self._control(agent, envelope.type, payload)
         else:
             response = await self._run(agent_id, agent, envelope, payload, place)
+        # An event to an agent that keeps no state has nothing to save: redelivered after a
+        # crash, it runs the handler again, and what it sends goes under the same ids, which
+        # their receivers apply once.
+        if is_rpc or _keeps_state(agent):
+            await self._commit(agent_id, delivery_id, response)
         respond(response)
-        if not is_rpc and not _keeps_state(agent):
-            # Nothing to save: an event redelivered after a crash runs the handler again, and
-            # what it sends goes under the same ids, which their receivers apply once.
-            return
-        if replies:
-            # Let the response reach the socket before the state write: publishing hands the
-            # frames to the connection's writer task, two loop passes away.
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-        await self._commit(agent_id, delivery_id, response)
 
     async def _run(
         self, agent_id: AgentId, agent: Any, envelope: Envelope, payload: Any, place: Place
