@@ -149,7 +149,8 @@ class Hosting:
         for agent_type, partition in sorted(wanted):
             # The previous owner releases its claim after finishing its turns; a dead owner's
             # claim is void. A partition this worker already consumes is claimed again on every
-            # rebalance, so a claim taken over while this worker seemed dead comes back.
+            # rebalance: a claim taken while this worker seemed dead comes back once the worker
+            # that took it is gone.
             claimed = await self._claims.claim(agent_type, partition)
             if claimed and (agent_type, partition) not in self._owned:
                 await self._consume(agent_type, partition)
