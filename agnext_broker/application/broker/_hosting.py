@@ -11,6 +11,7 @@ only then acknowledge. Bad input is dead-lettered with the reason; the worker ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +24,9 @@ from typing import Any
 
 from aiormq.abc import DeliveredMessage
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from ...base import (
     AgentId,
@@ -540,6 +544,11 @@ class Hosting:
     ) -> None:
         """Save the agent's state with the applied id (and response) in one conditional write.
 
+        While Redis cannot be reached (restarting, a network cut) the write is tried again with
+        backoff, holding the agent's turn: the instance holds the handler's effect. A write that
+        landed although its answer was lost comes back as a conflict, and the redelivered
+        message is then recognised as applied.
+
         Raises:
             _Retry: another worker wrote the agent's state meanwhile.
         """
@@ -548,23 +557,34 @@ class Hosting:
             lock = self._save_locks[agent_id] = asyncio.Lock()
         async with lock:  # turns of one agent that overlap (reentrant, concurrent) save in order
             agent = self._directory.get_active(agent_id)
-            state = await _saved_state(agent) if agent is not None else None
-            record = self._records.get(agent_id) or await self._store.load(agent_id)
-            if state is None:
-                state = record.state
-            updated = record.next(
-                state,
-                delivery_id,
-                response,
-                self._settings.applied_ids_kept,
-                self._settings.responses_kept,
-            )
             try:
-                await self._store.save(agent_id, record.version, updated)
+                state = await _saved_state(agent) if agent is not None else None
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type((RedisConnectionError, RedisTimeoutError)),
+                    wait=wait_exponential(multiplier=0.05, max=2.0),
+                    before_sleep=partial(_log_save_retry, agent_id),
+                    reraise=True,
+                ):
+                    with attempt:
+                        record = self._records.get(agent_id) or await self._store.load(agent_id)
+                        updated = record.next(
+                            state if state is not None else record.state,
+                            delivery_id,
+                            response,
+                            self._settings.applied_ids_kept,
+                            self._settings.responses_kept,
+                        )
+                        await self._store.save(agent_id, record.version, updated)
             except StateConflict as e:
                 logger.warning("%s; the message goes back to the queue", e)
                 await self._deactivate(agent_id)
                 raise _Retry() from e
+            except BaseException:
+                # The effect was not saved: the message goes back to the queue, and runs again
+                # from the saved state, not on this instance.
+                with contextlib.suppress(Exception):
+                    await self._deactivate(agent_id)
+                raise
             if agent is not None:
                 self._records[agent_id] = updated
 
@@ -625,6 +645,18 @@ def _uncancel(task: asyncio.Task[Any] | None) -> None:
     uncancel = getattr(task, "uncancel", None)
     if uncancel is not None:
         uncancel()
+
+
+def _log_save_retry(agent_id: AgentId, retry_state: RetryCallState) -> None:
+    outcome = retry_state.outcome
+    error = outcome.exception() if outcome is not None else None
+    logger.warning(
+        "saving the state of %s failed (%s); trying again in %.1f s",
+        agent_id,
+        error,
+        retry_state.upcoming_sleep,
+        extra={"agent": str(agent_id), "attempt": retry_state.attempt_number},
+    )
 
 
 def _keeps_state(agent: Any) -> bool:
