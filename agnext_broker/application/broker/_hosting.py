@@ -64,6 +64,7 @@ from ._wire import Envelope, InvalidMessage, decode
 logger = logging.getLogger("agnext_broker")
 
 CANCEL_GRACE_SECONDS = 1.0
+_REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
 def turn_id(agent_id: AgentId, delivery_id: str) -> str:
@@ -559,22 +560,19 @@ class Hosting:
             agent = self._directory.get_active(agent_id)
             try:
                 state = await _saved_state(agent) if agent is not None else None
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type((RedisConnectionError, RedisTimeoutError)),
-                    wait=wait_exponential(multiplier=0.05, max=2.0),
-                    before_sleep=partial(_log_save_retry, agent_id),
-                    reraise=True,
-                ):
-                    with attempt:
-                        record = self._records.get(agent_id) or await self._store.load(agent_id)
-                        updated = record.next(
-                            state if state is not None else record.state,
-                            delivery_id,
-                            response,
-                            self._settings.applied_ids_kept,
-                            self._settings.responses_kept,
-                        )
-                        await self._store.save(agent_id, record.version, updated)
+                save = partial(self._save_record, agent_id, state, delivery_id, response)
+                try:
+                    updated = await save()
+                except _REDIS_UNREACHABLE:
+                    # Retrying only once a write failed keeps the usual write cheap.
+                    async for attempt in AsyncRetrying(
+                        retry=retry_if_exception_type(_REDIS_UNREACHABLE),
+                        wait=wait_exponential(multiplier=0.05, max=2.0),
+                        before_sleep=partial(_log_save_retry, agent_id),
+                        reraise=True,
+                    ):
+                        with attempt:
+                            updated = await save()
             except StateConflict as e:
                 logger.warning("%s; the message goes back to the queue", e)
                 await self._deactivate(agent_id)
@@ -587,6 +585,25 @@ class Hosting:
                 raise
             if agent is not None:
                 self._records[agent_id] = updated
+
+    async def _save_record(
+        self,
+        agent_id: AgentId,
+        state: dict[str, Any] | None,
+        delivery_id: str,
+        response: StoredResponse | None,
+    ) -> AgentRecord:
+        """Write the agent's record after ``delivery_id`` (``state`` None: the saved one)."""
+        record = self._records.get(agent_id) or await self._store.load(agent_id)
+        updated = record.next(
+            state if state is not None else record.state,
+            delivery_id,
+            response,
+            self._settings.applied_ids_kept,
+            self._settings.responses_kept,
+        )
+        await self._store.save(agent_id, record.version, updated)
+        return updated
 
     async def _reply(
         self, request: Envelope, message: DeliveredMessage, stored: StoredResponse
