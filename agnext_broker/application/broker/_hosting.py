@@ -439,9 +439,10 @@ class Hosting:
         """Handle one message in the agent's turn: run it, save the state with its id, and start
         sending its response. A request already applied is answered with its stored response.
 
-        The response goes out once the state is saved, so whoever gets it reads the agent's new
+        An agent's response goes out once its state is saved, so whoever gets it reads the new
         state in Redis; a crash in between redelivers the request, which is then answered from
-        the stored response. The ack waits for the response's confirm.
+        the stored response. An agent that keeps no state answers first. The ack waits for the
+        response's confirm.
         """
         is_rpc = envelope.kind != n.KIND_PUBLISH
 
@@ -466,12 +467,21 @@ class Hosting:
             response = await self._control(agent, envelope.type, payload)
         else:
             response = await self._run(agent_id, agent, envelope, payload, place)
-        # An event to an agent that keeps no state has nothing to save: redelivered after a
-        # crash, it runs the handler again, and what it sends goes under the same ids, which
-        # their receivers apply once.
-        if is_rpc or _keeps_state(agent):
+        if _keeps_state(agent) or envelope.kind == n.KIND_CONTROL:
             await self._commit(agent_id, delivery_id, response)
+            respond(response)  # once saved: whoever gets it reads the new state
+            return
+        # The agent keeps no state, so there is none to read: an RPC is answered at once, then
+        # its record (its id and response, for a retry) is written. An event needs no record:
+        # redelivered after a crash, it runs the handler again, and what it sends goes under the
+        # same ids, which their receivers apply once.
         respond(response)
+        if is_rpc:
+            # The response reaches the socket first: publishing hands the frames to the
+            # connection's writer task, two loop passes away.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            await self._commit(agent_id, delivery_id, response)
 
     async def _run(
         self, agent_id: AgentId, agent: Any, envelope: Envelope, payload: Any, place: Place
