@@ -542,7 +542,7 @@ class Probe:
         for spy in self._spies:
             try:
                 await asyncio.wait_for(spy.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 spy.kill()
                 await spy.wait()
         self._spies = []

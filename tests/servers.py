@@ -40,10 +40,8 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Self
 from urllib.parse import urlsplit
-
-from typing_extensions import Self
 
 HOST: Final = "127.0.0.1"
 

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from typing_extensions import Self
+from typing import Self
 
 _AGENT_TYPE_PATTERN = re.compile(r"^[\w\-\.]+\Z")
 

@@ -5,9 +5,7 @@ import inspect
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar, final
-
-from typing_extensions import Self
+from typing import Any, ClassVar, Self, TypeVar, final
 
 from ._agent import Agent, AgentMetadata
 from ._agent_id import AgentId, AgentType

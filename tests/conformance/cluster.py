@@ -28,7 +28,12 @@ from redis.asyncio import Redis
 
 from agnext_broker import AgentType
 from agnext_broker.application.broker import BrokerAgentRuntime, BrokerSettings
-from agnext_broker.application.broker._errors import error_message, error_type_name, rebuild_error
+from agnext_broker.application.broker._assignment import plan
+from agnext_broker.application.broker._remote_errors import (
+    error_message,
+    error_type_name,
+    rebuild_error,
+)
 
 COMMANDS = "agnext-test:cluster:{name}"
 ANSWERS = "agnext-test:answer:{id}"
@@ -108,24 +113,29 @@ class ClusterRuntime(BrokerAgentRuntime):
         for answer in answers:
             if "error" in answer:
                 raise rebuild_error(answer["error"]["type"], answer["error"]["message"])
-        await self._tick()  # learn at once which types the workers host now
+        session = self._session
+        assert session is not None
+        await session.liveness.beat()  # learn at once which types the workers host now
         await self._until_partitions_settle()
         return _decode(answers[0]["result"])
 
     async def _until_partitions_settle(self, timeout: float = 20.0) -> None:
-        """Wait until every partition has the owner the fair share gives it, so that a test
+        """Wait until every partition is held by the worker the plan gives it, so that a test
         does not run while the workers are still handing partitions over."""
+        session = self._session
+        assert session is not None
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
-            workers = await self._registry.live_workers()
-            owners = {}
-            for agent_type, info in (await self._registry.agent_types()).items():
-                hosts = sorted(w.worker_id for w in workers if agent_type in w.agent_types)
-                for partition in range(int(info["partitions"]) if hosts else 0):
-                    key = self._names.owner_key(agent_type, partition)
-                    owners[key] = hosts[partition % len(hosts)]
-            found = await self._commands.mget(list(owners)) if owners else []
-            if list(owners.values()) == found:
+            view = await session.registry.live_workers()
+            settled = True
+            for agent_type, info in (await session.registry.agent_types()).items():
+                hosts = view.hosts(agent_type)
+                if not hosts:
+                    continue
+                holders = await session.claims.holders(agent_type, int(info["partitions"]))
+                live = [h if h in hosts else None for h in holders]
+                settled = settled and None not in live and plan(agent_type, hosts, live) == live
+            if settled:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError("the cluster's partitions did not settle")

@@ -11,7 +11,7 @@ import pytest
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 
-from agnext_broker.application.broker._consumers import Consumers
+from agnext_broker.application.broker._amqp import Consumers
 from tests.integration.workers import bounded, wait_until
 from tests.servers import AmqpCleanup, RabbitMQServer
 
@@ -44,7 +44,11 @@ async def consumers_of_a_queue_holding(
     channel = await connection.channel()
     assert isinstance(channel, AbstractRobustChannel)
     await channel.set_qos(prefetch_count=2 * count)
-    return Consumers(channel)
+    return Consumers(channel, "test broker", always_publishable)
+
+
+async def always_publishable() -> bool:
+    return True
 
 
 async def test_finished_deliveries_are_acked_around_one_still_handled_and_one_given_back(

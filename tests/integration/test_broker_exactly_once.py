@@ -25,6 +25,7 @@ from tests.integration.workers import (
     Process,
     RuntimePool,
     WorkerPool,
+    applied_messages,
     live_workers,
     owners,
     runtimes_fixture,  # noqa: F401
@@ -222,10 +223,11 @@ async def test_a_handler_run_again_sends_the_same_messages_once(
         timeout=30,
         what="the relay handled the event",
     )
-    assert len(relay["applied"]) == 1
+    assert len(await applied_messages(redis_client, namespace, "relay", "k")) == 1
     assert relay["state"] == {"relayed": 1}  # the failed run's change was not kept
     assert await runtime.send_message(ReadCount(), AgentId(COUNTER_TYPE, "k")) == 5
     counter = await state_document(redis_client, namespace, COUNTER_TYPE, "k")
     assert counter is not None
     assert counter["state"]["count"] == 5
-    assert len(counter["applied"]) == 2  # the relayed increment (once) and the ReadCount
+    # the relayed increment (once) and the ReadCount
+    assert len(await applied_messages(redis_client, namespace, COUNTER_TYPE, "k")) == 2

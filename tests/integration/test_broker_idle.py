@@ -22,7 +22,7 @@ async def test_idle_agent_is_deactivated_and_resumes_from_its_state(
     # The sweep runs every max(1 s, idle_timeout / 4).
     runtime = await runtimes.start(register_counter, idle_timeout=1.0)
     agent = AgentId(COUNTER_TYPE, "sleepy")
-    active = f"{namespace}:active:{COUNTER_TYPE}"
+    active = f"{{{namespace}}}:active:{COUNTER_TYPE}"
 
     assert await runtime.send_message(Increment(5), agent) == 5
 

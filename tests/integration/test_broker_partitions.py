@@ -160,7 +160,7 @@ async def test_a_stalled_worker_that_comes_back_still_owns_its_partitions(
     stalled = sorted(p for p, w in before.items() if w == second.worker_id)
 
     # Stop it between two heartbeats (just after one), not in the middle of one.
-    workers_key = f"{workers.namespace}:workers"
+    workers_key = f"{{{workers.namespace}}}:workers"
     last_beat = await redis_client.zscore(workers_key, second.worker_id)
 
     async def beat() -> bool:

@@ -33,7 +33,7 @@ async def _nack_until_gone(url: str, queue_name: str, times: int) -> int:
             while taken < times:
                 try:
                     message = await asyncio.wait_for(messages.__anext__(), timeout=3)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 taken += 1
                 await message.nack(requeue=True)

@@ -12,7 +12,13 @@ import redis.asyncio
 
 from agnext_broker import AgentId, TopicId
 from agnext_broker.application.broker._names import Names
-from agnext_broker.application.broker._state_store import AgentRecord, StateStore
+from agnext_broker.application.broker._redis import (
+    AgentRecord,
+    Retention,
+    StateStore,
+    StoredResponse,
+    dedup_key,
+)
 from tests.integration.apps import (
     COUNTER_TYPE,
     FORWARDED_TOPIC,
@@ -35,16 +41,20 @@ from tests.servers import RedisServer
 pytestmark = pytest.mark.integration
 
 
-def redis_cli_get(server: RedisServer, key: str) -> str:
-    """``redis-cli -h 127.0.0.1 -p PORT GET key``: what an operator would see."""
+def redis_cli(server: RedisServer, *command: str) -> str:
+    """``redis-cli -h 127.0.0.1 -p PORT <command>``: what an operator would see."""
     done = subprocess.run(
-        ["redis-cli", "-h", server.host, "-p", str(server.port), "GET", key],
+        ["redis-cli", "-h", server.host, "-p", str(server.port), *command],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
     return done.stdout
+
+
+def redis_cli_get(server: RedisServer, key: str) -> str:
+    return redis_cli(server, "GET", key)
 
 
 @pytest.mark.integration
@@ -69,11 +79,23 @@ async def test_state_document_is_readable_json_in_redis(
     assert document["state"] == {"count": 16, "blobs": 0}
     assert isinstance(document["version"], int)
     assert document["version"] >= 5  # one write per applied message
-    assert [*ids, "event-1", "read-1"] == [
-        i for i in document["applied"] if i in {*ids, "event-1", "read-1"}
-    ]
+
+    # The messages it applied, as [source, id], oldest first, and their stored responses.
+    source = f"agnext/{runtime.settings.worker_id}"
+    applied_key = f"{namespace}:applied:{{{COUNTER_TYPE}/alpha}}"
+    printed = await asyncio.to_thread(
+        redis_cli, private_redis_server, "ZRANGE", applied_key, "0", "-1"
+    )
+    applied = [json.loads(line) for line in printed.splitlines() if line]
+    wanted = [*ids, "event-1", "read-1"]
+    assert [i for _, i in applied if i in wanted] == wanted
+    assert {s for s, i in applied if i in wanted} == {source}
     # The stored RPC responses let a retry be answered without applying twice.
-    assert json.loads(document["responses"]["inc-2"]["data"]) == 6
+    responses_key = f"{namespace}:responses:{{{COUNTER_TYPE}/alpha}}"
+    stored = await asyncio.to_thread(
+        redis_cli, private_redis_server, "HGET", responses_key, dedup_key(source, "inc-2")
+    )
+    assert json.loads(json.loads(stored)["data"]) == 6
 
     # A retry of an applied id is answered from the stored response and changes nothing.
     assert await runtime.send_message(Increment(2), agent, message_id="inc-0") == 2
@@ -127,21 +149,40 @@ async def test_events_to_an_agent_that_keeps_no_state_leave_no_record(
     assert document["state"]["count"] == 6
 
 
+RETENTION = Retention(window=600, ids=100, responses=10)
+
+
+def store_of(client: redis.asyncio.Redis, namespace: str) -> StateStore:
+    return StateStore(client, Names(namespace), RETENTION, "test redis")
+
+
 async def test_concurrent_saves_each_get_their_own_outcome(
     redis_client: redis.asyncio.Redis, namespace: str
 ) -> None:
-    store = StateStore(redis_client, Names(namespace))
+    store = store_of(redis_client, namespace)
     agents = [AgentId("counter", f"k{i}") for i in range(20)]
-    first = [AgentRecord(1, {"n": i}, [f"m{i}"]) for i in range(20)]
-    await asyncio.gather(*(store.save(a, 0, r) for a, r in zip(agents, first, strict=True)))
+    empty = AgentRecord()
+    first = [empty.applying(f"m{i}", {"n": i}, RETENTION) for i in range(20)]
+    await asyncio.gather(
+        *(
+            store.commit(a, empty, r, f"m{i}", None)
+            for i, (a, r) in enumerate(zip(agents, first, strict=True))
+        )
+    )
 
     await redis_client.script_flush()  # as after a Redis restart: the script must be loaded again
-    second = [AgentRecord(2, {"n": 100 + i}, [f"m{i}", "x"]) for i in range(20)]
+    stale = AgentRecord(version=7)
     # Every other save expects a version that is not there any more: only those conflict.
     outcomes = await asyncio.gather(
         *(
-            store.save(a, 1 if i % 2 else 7, r)
-            for i, (a, r) in enumerate(zip(agents, second, strict=True))
+            store.commit(
+                a,
+                stale if i % 2 == 0 else r,
+                (stale if i % 2 == 0 else r).applying("x", {"n": 100 + i}, RETENTION),
+                "x",
+                StoredResponse("json", "application/json", str(i)),
+            )
+            for i, (a, r) in enumerate(zip(agents, first, strict=True))
         ),
         return_exceptions=True,
     )
@@ -153,6 +194,10 @@ async def test_concurrent_saves_each_get_their_own_outcome(
         {"n": i} if i % 2 == 0 else {"n": 100 + i} for i in range(20)
     ]
     assert [r.version for r in loaded] == [1, 2] * 10
+    # The applied messages and responses were recorded with the writes that took.
+    assert [list(r.applied) for r in loaded[:2]] == [["m0"], ["m1", "x"]]
+    assert await store.response(agents[1], "x") == StoredResponse("json", "application/json", "1")
+    assert await store.response(agents[0], "x") is None
 
 
 async def test_a_batch_of_saves_reloads_a_script_redis_lost(
@@ -161,20 +206,49 @@ async def test_a_batch_of_saves_reloads_a_script_redis_lost(
     # The first of concurrent saves goes alone and loads the script if Redis lost it; the batch
     # behind it may still find it gone (a flush in between): it must load it and write again
     # only what did not run.
-    store = StateStore(redis_client, Names(namespace))
+    store = store_of(redis_client, namespace)
     agents = [AgentId("counter", f"k{i}") for i in range(3)]
-    await store.save(agents[0], 0, AgentRecord(1, {"n": 0}))
+    empty = AgentRecord()
+    await store.commit(agents[0], empty, empty.applying("a", {"n": 0}, RETENTION), "a", None)
     await redis_client.script_flush()
-    loop = asyncio.get_running_loop()
-    batch = [
-        (
-            Names(namespace).state_key(agent),
-            0,
-            AgentRecord(1, {"n": i}).to_json(),
-            loop.create_future(),
-        )
-        for i, agent in enumerate(agents)
-    ]
-    results = await store._write(batch)
-    assert results == [1, -1, -1]  # k0 was at version 1 already; k1 and k2 written once
+    outcomes = await asyncio.gather(
+        *(
+            store.commit(a, empty, empty.applying("b", {"n": i}, RETENTION), "b", None)
+            for i, a in enumerate(agents)
+        ),
+        return_exceptions=True,
+    )
+    # k0 was at version 1 already; k1 and k2 written once.
+    assert [type(o).__name__ for o in outcomes] == ["StateConflict", "NoneType", "NoneType"]
     assert [(await store.load(a)).state for a in agents] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_applied_messages_are_kept_for_the_window_and_up_to_their_caps(
+    redis_client: redis.asyncio.Redis, namespace: str
+) -> None:
+    retention = Retention(window=600, ids=50, responses=5)
+    store = StateStore(redis_client, Names(namespace), retention, "test redis")
+    agent = AgentId("counter", "k")
+    record = AgentRecord()
+    for i in range(60):
+        updated = record.applying(f"m{i}", {"n": i}, retention)
+        response = StoredResponse("json", "application/json", str(i))
+        await store.commit(agent, record, updated, f"m{i}", response)
+        record = updated
+    loaded = await store.load(agent)
+    assert list(loaded.applied) == [f"m{i}" for i in range(10, 60)]  # the last 50, oldest first
+    kept = [i for i in range(60) if await store.response(agent, f"m{i}") is not None]
+    assert kept == list(range(55, 60))  # responses of the last 5 only
+
+    # Past the window, an applied message is forgotten (Redis' clock decides).
+    short = Retention(window=0.3, ids=50, responses=5)
+    brief = StateStore(redis_client, Names(namespace), short, "test redis")
+    other = AgentId("counter", "brief")
+    empty = AgentRecord()
+    await brief.commit(other, empty, empty.applying("old", {}, short), "old", None)
+    assert list((await brief.load(other)).applied) == ["old"]
+
+    async def forgotten() -> bool:
+        return not (await brief.load(other)).applied
+
+    await wait_until(forgotten, timeout=10, what="the applied id leaves the 0.3 s window")

@@ -2,7 +2,8 @@
 
 ``WorkerPool`` starts ``agnext-broker worker --app tests.integration.apps:<function>`` (and client
 subprocesses) against the test's servers and namespace, SIGKILLs or terminates them, waits until
-Redis shows them registered (``<ns>:workers``) or owning partitions (``<ns>:owner:<type>:<p>``),
+Redis shows them registered (``{<ns>}:workers``) or owning partitions
+(``{<ns>}:owner:<type>:<p>``),
 and keeps each one's stderr in a log file, whose tails ``logs()`` returns for failure messages.
 ``close()`` kills whatever is still running.
 
@@ -82,15 +83,17 @@ async def wait_until(
 
 async def live_workers(client: redis.asyncio.Redis, namespace: str) -> set[str]:
     """Ids in ``<ns>:workers`` whose heartbeat has not expired."""
-    ids = await client.zrangebyscore(f"{namespace}:workers", time.time(), "+inf")
+    # Scores are expiries in ms on Redis' clock, which is this machine's.
+    ids = await client.zrangebyscore(f"{{{namespace}}}:workers", time.time() * 1000, "+inf")
     return {str(_text(i)) for i in ids}
 
 
 async def owners(
     client: redis.asyncio.Redis, namespace: str, agent_type: str, partitions: int = PARTITIONS
 ) -> dict[int, str | None]:
-    """Partition -> the worker id in ``<ns>:owner:<type>:<p>`` (None when unclaimed)."""
-    values = await client.mget([f"{namespace}:owner:{agent_type}:{p}" for p in range(partitions)])
+    """Partition -> the worker id in ``{<ns>}:owner:<type>:<p>`` (None when unclaimed)."""
+    keys = [f"{{{namespace}}}:owner:{agent_type}:{p}" for p in range(partitions)]
+    values = await client.mget(keys)
     return {p: _text(v) for p, v in enumerate(values)}
 
 
@@ -135,6 +138,15 @@ async def state_document(
     """The agent's state document ``<ns>:agent:{<type>/<key>}``, parsed."""
     text = await client.get(f"{namespace}:agent:{{{agent_type}/{key}}}")
     return None if text is None else dict(json.loads(text))
+
+
+async def applied_messages(
+    client: redis.asyncio.Redis, namespace: str, agent_type: str, key: str
+) -> list[tuple[str, str]]:
+    """The messages the agent applied, as (source, id), oldest first
+    (``<ns>:applied:{<type>/<key>}``)."""
+    members = await client.zrange(f"{namespace}:applied:{{{agent_type}/{key}}}", 0, -1)
+    return [tuple(json.loads(str(_text(member)))) for member in members]
 
 
 # -- subprocesses ------------------------------------------------------------------------------

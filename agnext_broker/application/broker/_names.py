@@ -8,15 +8,21 @@ AMQP (all under the namespace ``<ns>``, default ``agnext``):
 - ``<ns>.reply.<worker_id>``  one worker's RPC reply queue
 - ``<ns>.dlx`` / ``<ns>.dead-letter``  dead-letter exchange and queue
 
-Redis (``<ns>:`` prefix; ``{...}`` is the Redis Cluster hash tag of one agent):
+Redis. ``{...}`` is a Redis Cluster hash tag: the registry's keys share the slot of ``{<ns>}``
+(its scripts touch several of them at once), and each agent's keys the slot of
+``{<agent_type>/<key>}`` (its state write touches all three):
 
-- ``<ns>:workers``  sorted set: worker id -> heartbeat expiry (unix seconds)
-- ``<ns>:worker:<worker_id>``  JSON description of a live worker (expires)
-- ``<ns>:types``  hash: agent type -> JSON (partitions, message types)
-- ``<ns>:subscriptions``  hash: subscription id -> JSON
-- ``<ns>:owner:<agent_type>:<partition>``  the id of the worker consuming that partition
-- ``<ns>:active:<agent_type>``  sorted set: agent key -> last activity (unix seconds)
+- ``{<ns>}:workers``  sorted set: worker id -> heartbeat expiry (ms, Redis' clock)
+- ``{<ns>}:worker-info``  hash: worker id -> JSON (agent types, host, pid, start time)
+- ``{<ns>}:types``  hash: agent type -> JSON (partitions, message types its handlers take)
+- ``{<ns>}:subscriptions``  hash: subscription -> JSON
+- ``{<ns>}:subscriptions-version``  a counter raised by every subscription change
+- ``{<ns>}:owner:<agent_type>:<partition>``  the id of the worker that holds that partition
+- ``{<ns>}:active:<agent_type>``  sorted set: agent key -> last activity (unix seconds)
 - ``<ns>:agent:{<agent_type>/<key>}``  the agent's state document (JSON)
+- ``<ns>:applied:{<agent_type>/<key>}``  sorted set: messages applied (``[source, id]`` as JSON)
+  -> when (microseconds, Redis' clock), kept for the dedup window
+- ``<ns>:responses:{<agent_type>/<key>}``  hash: applied request -> its stored response (JSON)
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ KIND_ERROR: Final = "error"
 KIND_CONTROL: Final = "control"  # state and metadata requests (ce-type names the operation)
 KIND_CANCEL: Final = "cancel"  # the caller of ce-agcorrelation stopped waiting
 
+# Reasons a worker dead-letters a message (the x-agnext-reason header).
+REASON_INVALID: Final = "invalid_cloudevent"
+REASON_UNKNOWN_TYPE: Final = "unknown_type"
+REASON_UNDECODABLE: Final = "undecodable"
+REASON_TOO_LARGE: Final = "too_large"
+REASON_MISROUTED: Final = "misrouted"
+REASON_HANDLER_ERROR: Final = "handler_error"
+REASON_ACTIVATION_ERROR: Final = "activation_error"
+
 # Headers of a dead-lettered message.
 HEADER_DEAD_REASON: Final = "x-agnext-reason"
 HEADER_DEAD_DETAIL: Final = "x-agnext-detail"
@@ -62,10 +77,14 @@ class Names:
         self.direct_exchange = f"{namespace}.direct"
         self.dead_letter_exchange = f"{namespace}.dlx"
         self.dead_letter_queue = f"{namespace}.dead-letter"
-        self.workers_key = f"{namespace}:workers"
-        self.types_key = f"{namespace}:types"
-        self.subscriptions_key = f"{namespace}:subscriptions"
-        self.changes_channel = f"{namespace}:changes"
+        registry = f"{{{namespace}}}"
+        self.workers_key = f"{registry}:workers"
+        self.worker_info_key = f"{registry}:worker-info"
+        self.types_key = f"{registry}:types"
+        self.subscriptions_key = f"{registry}:subscriptions"
+        self.subscriptions_version_key = f"{registry}:subscriptions-version"
+        self._owner_prefix = f"{registry}:owner"
+        self._active_prefix = f"{registry}:active"
 
     def partition_queue(self, agent_type: str, partition: int) -> str:
         return f"{self.namespace}.agent.{agent_type}.{partition}"
@@ -73,14 +92,22 @@ class Names:
     def reply_queue(self, worker_id: str) -> str:
         return f"{self.namespace}.reply.{worker_id}"
 
-    def worker_key(self, worker_id: str) -> str:
-        return f"{self.namespace}:worker:{worker_id}"
-
     def owner_key(self, agent_type: str, partition: int) -> str:
-        return f"{self.namespace}:owner:{agent_type}:{partition}"
+        return f"{self._owner_prefix}:{agent_type}:{partition}"
 
     def active_key(self, agent_type: str) -> str:
-        return f"{self.namespace}:active:{agent_type}"
+        return f"{self._active_prefix}:{agent_type}"
 
     def state_key(self, agent_id: AgentId) -> str:
         return f"{self.namespace}:agent:{{{agent_id.type}/{agent_id.key}}}"
+
+    def applied_key(self, agent_id: AgentId) -> str:
+        return f"{self.namespace}:applied:{{{agent_id.type}/{agent_id.key}}}"
+
+    def responses_key(self, agent_id: AgentId) -> str:
+        return f"{self.namespace}:responses:{{{agent_id.type}/{agent_id.key}}}"
+
+    @property
+    def state_key_pattern(self) -> str:
+        """A SCAN pattern matching every agent's state key."""
+        return f"{self.namespace}:agent:{{*}}"

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from ...base import SerializationError, SerializationRegistry
-from ._errors import error_message, error_type_name
-from ._state_store import StoredResponse
+from ._redis import StoredResponse
+from ._remote_errors import error_message, error_type_name
 from ._wire import Envelope
 
 CONTROL_SAVE_STATE = "agnext.save_state"

@@ -1,4 +1,11 @@
-"""The calling side of RPC: requests, their correlated responses, timeouts and cancellation."""
+"""The calling side of RPC: requests, their correlated responses, timeouts and cancellation.
+
+Every request ends by its deadline (``rpc_timeout`` after the call began, also while the
+connection is down or the publish waits for its confirm) or by its caller's cancellation token.
+Requests made outside handlers wait for one of ``max_pending_rpcs`` places, so a caller that
+starts many at once holds a bounded number in flight (requests made by handlers are bounded by
+the deliveries in flight, and must never wait behind their own callers).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,26 @@ from typing import Any, NamedTuple
 
 from aiormq.abc import DeliveredMessage
 
-from ...base import AgentId, CancellationToken, SerializationRegistry, UndeliverableException
+from ...base import (
+    AgentId,
+    CancellationToken,
+    PublishTimeoutError,
+    RpcTimeoutError,
+    SerializationRegistry,
+    UndeliverableException,
+)
+from ...base._contexts import current_handler_frame
 from . import _names as n
-from ._errors import rebuild_error
+from ._amqp import Transport
+from ._remote_errors import rebuild_error
 from ._replies import decode_response
 from ._routing import routing_key
 from ._settings import BrokerSettings
-from ._transport import Transport
 from ._wire import Envelope, InvalidMessage, decode
 
 logger = logging.getLogger("agnext_broker")
+
+CANCEL_BOUND = 5.0  # seconds a cancel notice may wait for the connection
 
 
 class _Pending(NamedTuple):
@@ -37,6 +54,8 @@ class RpcClient:
         self._serializers = serializers
         self._settings = settings
         self._pending: dict[str, _Pending] = {}
+        self._places = asyncio.Semaphore(settings.max_pending_rpcs)
+        self._cancels: set[asyncio.Task[None]] = set()
         self.reply_to = ""
 
     @property
@@ -65,45 +84,87 @@ class RpcClient:
                     )
                 )
 
-    async def request(self, envelope: Envelope, token: CancellationToken) -> Any:
-        """Publish a request to its recipient and wait for the response (or its error)."""
+    async def request(self, envelope: Envelope, token: CancellationToken, deadline: float) -> Any:
+        """Publish a request to its recipient and wait for the response (or its error) until
+        ``deadline`` (``loop.time()``).
+
+        Raises:
+            RpcTimeoutError: no response by the deadline.
+            asyncio.CancelledError: the token was cancelled (the recipient is told).
+        """
+        if current_handler_frame() is not None:
+            return await self._request(envelope, token, deadline)
+        if self._places.locked():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._places.acquire()
+            except TimeoutError:
+                raise self._timeout_error(
+                    envelope.recipient, envelope.id, " (it waited for one of max_pending_rpcs)"
+                ) from None
+        else:
+            await self._places.acquire()
+        try:
+            return await self._request(envelope, token, deadline)
+        finally:
+            self._places.release()
+
+    async def _request(self, envelope: Envelope, token: CancellationToken, deadline: float) -> Any:
         recipient = envelope.recipient
         assert recipient is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[envelope.id] = _Pending(future, recipient, time.monotonic())
+        # A timer on the future, not asyncio.wait_for: that costs a task per request.
+        timer = loop.call_at(deadline, self._time_out, envelope.id)
+        token.link_future(future)
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel_publish() -> None:
+            task.cancel()
+
         try:
-            await self._transport.send(
-                envelope, routing_key(recipient.key, recipient.type), self.reply_to
-            )
-            token.link_future(future)
-            # A timer on the future, not asyncio.wait_for: that costs a task per request.
-            timer = asyncio.get_running_loop().call_later(
-                self._settings.rpc_timeout, self._time_out, envelope.id
-            )
+            # While the request is being published (the connection may be down), the token
+            # cancels the publish itself.
+            token.add_callback(cancel_publish)
             try:
-                return await future
-            except asyncio.CancelledError:
-                await self._cancel_remote(envelope)
-                raise
+                await self._transport.send(
+                    envelope, routing_key(recipient.key, recipient.type), self.reply_to, deadline
+                )
+            except PublishTimeoutError as e:
+                raise self._timeout_error(recipient, envelope.id, f" (not sent: {e})") from e
             finally:
-                timer.cancel()
+                token.remove_callback(cancel_publish)
+            return await future
+        except asyncio.CancelledError:
+            self._cancel_remote(envelope)
+            raise
         finally:
+            timer.cancel()
             self._pending.pop(envelope.id, None)
+
+    def _timeout_error(
+        self, recipient: AgentId | None, request_id: str, why: str = ""
+    ) -> RpcTimeoutError:
+        return RpcTimeoutError(
+            f"No response from {recipient} within {self._settings.rpc_timeout:g} s (message "
+            f"{request_id}){why}; it may still be handled. Retry with the same message_id to "
+            "get its response without applying it twice."
+        )
 
     def _time_out(self, request_id: str) -> None:
         pending = self._pending.get(request_id)
         if pending is not None and not pending.future.done():
-            pending.future.set_exception(
-                TimeoutError(
-                    f"No response from {pending.recipient} within "
-                    f"{self._settings.rpc_timeout:g} s (message {request_id}); it may still be "
-                    "handled. Retry with the same message_id to get its response without "
-                    "applying it twice."
-                )
-            )
+            pending.future.set_exception(self._timeout_error(pending.recipient, request_id))
 
-    async def _cancel_remote(self, request: Envelope) -> None:
-        """Tell the recipient's worker that nobody waits for ``request`` any more."""
+    def _cancel_remote(self, request: Envelope) -> None:
+        """Tell the recipient's worker, in the background, that nobody waits for ``request``."""
+        task = asyncio.ensure_future(self._send_cancel(request))
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _send_cancel(self, request: Envelope) -> None:
         assert request.recipient is not None
         cancel = Envelope(
             id=f"{request.id}:cancel",
@@ -116,8 +177,9 @@ class RpcClient:
             correlation=request.id,
         )
         key = routing_key(request.recipient.key, request.recipient.type)
+        loop = asyncio.get_running_loop()
         try:
-            await self._transport.send(cancel, key, self.reply_to)
+            await self._transport.send(cancel, key, self.reply_to, loop.time() + CANCEL_BOUND)
         except Exception as e:
             logger.warning("could not tell %s to cancel %s: %s", request.recipient, request.id, e)
 

@@ -3,47 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from opentelemetry.trace import TracerProvider
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from ...base import (
     Agent,
     AgentId,
     AgentMetadata,
     AgentType,
+    AgnextTimeoutError,
     CancellationToken,
     DropMessage,
     InterventionHandler,
     MessageContext,
     NotAccessibleError,
+    PublishTimeoutError,
+    RpcTimeoutError,
+    ServiceUnavailableError,
     Subscription,
     TopicId,
     UndeliverableException,
 )
 from .._runtime_core import RuntimeCore, calling_path, new_message_id
 from . import _names as n
-from ._hosting import Hosting
-from ._registry import Registry, subscription_to_json
+from ._redis import RegistryView, subscription_to_json
 from ._replies import CONTROL_LOAD_STATE, CONTROL_METADATA, CONTROL_SAVE_STATE
 from ._routing import routing_key
-from ._rpc import RpcClient
+from ._session import Session
 from ._settings import BrokerSettings, redact
-from ._state_store import StateStore
-from ._transport import Transport
 from ._wire import Envelope
 
 logger = logging.getLogger("agnext_broker")
 
 T = TypeVar("T", bound=Agent)
+State = Literal["new", "starting", "running", "stopping", "stopped", "failed"]
 
 
 class BrokerAgentRuntime(RuntimeCore):
@@ -84,36 +81,35 @@ class BrokerAgentRuntime(RuntimeCore):
         self._names = n.Names(self.settings.namespace)
         self._ignore_unhandled_exceptions = ignore_unhandled_exceptions
         self._background_exception: BaseException | None = None
-        self._transport = Transport(self.settings, self._names)
-        self._redis: Redis | None = None
-        self._registry: Registry
-        self._hosting: Hosting | None = None
-        self._started: asyncio.Task[None] | None = None
-        self._running = False
-        self._rpc = RpcClient(self._transport, self._serializers, self.settings)
+        self._session: Session | None = None
+        self._state: State = "new"
+        self._state_changed = asyncio.Event()
+        self._starting: asyncio.Task[None] | None = None
+        self._start_error: BaseException | None = None
         self._partitions: dict[str, int] = {}  # any agent type -> partition count (cache)
-        self._hosted_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
-        self._loops: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._message_types: dict[str, list[str]] = {}  # hosted type -> wire names it takes
         self._all_subscriptions: list[Subscription] = []
-        self._started_at = time.time()
-        self._tick_lock = asyncio.Lock()
+        self._subscriptions_version = -1
+        self._reloading: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
+
     def start(self) -> _Starting:
         """Connect and start hosting. Returns at once; ``await runtime.start()`` waits until
-        connected (and raises if it cannot connect). Sends made before that wait too."""
-        if self._started is not None:
+        connected (and raises if it cannot connect within ``connect_timeout``). Sends and
+        publishes made before that wait for it, within their own bounds."""
+        if self._state in ("starting", "running", "stopping"):
             raise RuntimeError("The runtime is already started.")
-        self._started = asyncio.get_running_loop().create_task(self._start())
-        self._started.add_done_callback(_log_start_failure)
-        return _Starting(self._started)
-
-    async def _until_started(self) -> None:
-        if self._started is None:
-            raise RuntimeError("Call runtime.start() before sending or publishing.")
-        await asyncio.shield(self._started)
+        self._start_error = None
+        self._set_state("starting")
+        self._starting = asyncio.get_running_loop().create_task(self._start())
+        self._starting.add_done_callback(_log_start_failure)
+        return _Starting(self._starting)
 
     async def _start(self) -> None:
         settings = self.settings
@@ -126,128 +122,141 @@ class BrokerAgentRuntime(RuntimeCore):
                 "redis": redact(settings.redis_url),
             },
         )
-        self._redis = await _connect_redis(settings.redis_url)
-        self._registry = Registry(self._redis, self._names)
-        await self._transport.open()
-        reply_queue = await self._transport.consume_channel.declare_queue(
-            self._names.reply_queue(settings.worker_id), exclusive=True, auto_delete=True
-        )
-        self._rpc.reply_to = reply_queue.name
-        await self._transport.consumers.consume(reply_queue.name, self._rpc.on_reply, no_ack=True)
-        self._hosting = Hosting(
-            settings=settings,
-            names=self._names,
-            redis=self._redis,
-            registry=self._registry,
-            store=StateStore(self._redis, self._names),
-            transport=self._transport,
-            directory=self._directory,
-            serializers=self._serializers,
-            telemetry=self._telemetry,
-            subscriptions=lambda: self._all_subscriptions,
-            reload_subscriptions=self._reload_subscriptions,
-            on_event_failure=self._event_failed,
-        )
-        for agent_type in sorted(self._directory.agent_types):
-            await self._host_type(agent_type)
-        for subscription in self._subscriptions.subscriptions:
-            await self._share_subscription(subscription)
-        await self._reload_subscriptions()
-        await self._tick()
-        self._running = True
-        self._stopping = asyncio.Event()
-        self._loops = [
-            asyncio.create_task(self._every(settings.heartbeat_interval, self._tick)),
-            asyncio.create_task(self._every(max(1.0, settings.idle_timeout / 4), self._sweep)),
-        ]
+        await self._forget_stopped_agents()
+        try:
+            session = await Session.open(
+                settings,
+                self._names,
+                directory=self._directory,
+                serializers=self._serializers,
+                telemetry=self._telemetry,
+                subscriptions=lambda: self._all_subscriptions,
+                reload_subscriptions=self._reload_subscriptions,
+                on_view=self._on_view,
+                on_event_failure=self._event_failed,
+            )
+        except BaseException as e:
+            self._start_error = e
+            self._set_state("failed")
+            raise
+        self._session = session
+        try:
+            for agent_type in sorted(self._directory.agent_types):
+                await self._host_type(session, agent_type)
+            for subscription in self._subscriptions.subscriptions:
+                await self._share_subscription(session, subscription)
+            await self._reload_subscriptions()
+            await session.begin()
+        except BaseException as e:
+            self._start_error = e
+            self._session = None
+            await session.close(asyncio.get_running_loop().time())
+            self._set_state("failed")
+            raise
+        self._set_state("running")
 
-    async def _every(self, period: float, step: Callable[[], Awaitable[None]]) -> None:
-        # Runs until the runtime stops. The stop event, and not only the task's cancellation,
-        # ends it: a cancellation that arrives as a client library's own timeout fires becomes
-        # that timeout's error (asyncio.timeout), is caught below, and is lost.
-        stopping = self._stopping
-        while not stopping.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stopping.wait(), period)
-            if stopping.is_set():
-                return
+    async def _forget_stopped_agents(self) -> None:
+        """Instances kept after a stop may be stale once the runtime starts again: the
+        partitions may have moved meanwhile."""
+        for agent_id in self._directory.active_ids():
+            agent = self._directory.deactivate(agent_id)
+            if agent is not None:
+                await agent.close()
+
+    async def _until_running(
+        self, deadline: float, timeout_error: type[AgnextTimeoutError]
+    ) -> Session:
+        """The session, once the runtime runs (or drains); waits for a start until
+        ``deadline``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            session = self._session
+            if session is not None and self._state in ("running", "stopping"):
+                return session
+            if self._state == "failed" and self._start_error is not None:
+                raise ServiceUnavailableError(
+                    f"the runtime could not start: {self._start_error}"
+                ) from self._start_error
+            left = deadline - loop.time()
+            if left <= 0:
+                raise timeout_error(
+                    "The runtime was not started in time: call runtime.start() before (or "
+                    "soon after) sending or publishing."
+                )
+            changed = self._state_changed
             try:
-                await step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                logger.warning("%s failed: %s", getattr(step, "__name__", step), e)
+                async with asyncio.timeout(left):
+                    await changed.wait()
+            except TimeoutError:
+                pass
 
-    async def _tick(self) -> None:
-        """Heartbeat, then take the fair share of partitions among the live workers."""
-        async with self._tick_lock:
-            await self._heartbeat_and_rebalance()
+    def _on_view(self, view: RegistryView) -> None:
+        """After every heartbeat: rebalance, end waits for unhosted types, pick up changed
+        subscriptions."""
+        session = self._session
+        if session is None:
+            return
+        session.hosting.on_view(view)
+        if session.liveness.trusts_absence():
+            session.rpc.fail_unhosted(view.hosted_types, view.asked_at, self._names.namespace)
+        if view.subscriptions_version != self._subscriptions_version and (
+            self._reloading is None or self._reloading.done()
+        ):
+            self._reloading = asyncio.create_task(self._reload_quietly())
 
-    async def _heartbeat_and_rebalance(self) -> None:
-        assert self._hosting is not None
-        hosted = sorted(self._hosting.partitions)
-        await self._registry.heartbeat(
-            self.settings.worker_id, hosted, self._started_at, self.settings.worker_expiry
-        )
-        seen_at = time.monotonic()
-        workers = await self._registry.live_workers()
-        hosted_anywhere = frozenset(t for w in workers for t in w.agent_types)
-        self._hosted_cache = (seen_at, hosted_anywhere)
-        self._rpc.fail_unhosted(hosted_anywhere, seen_at, self._names.namespace)
-        if hosted:
-            await self._hosting.rebalance({w.worker_id: w.agent_types for w in workers})
-
-    async def _sweep(self) -> None:
-        if self._hosting is not None:
-            await self._hosting.sweep()
+    async def _reload_quietly(self) -> None:
+        try:
+            await self._reload_subscriptions()
+        except ServiceUnavailableError as e:
+            logger.debug("reloading the subscriptions failed: %s", e)
 
     async def stop(self) -> None:
-        """Stop consuming, finish the messages in flight, leave the registry and disconnect.
+        """Drain: stop taking deliveries, finish the turns in flight (their messages go out,
+        their state is saved and acked), give back what was not begun, release the partitions,
+        leave the registry and disconnect, all within ``drain_timeout``.
 
         Raises:
             Exception: with ``ignore_unhandled_exceptions=False``, the first exception an event
                 handler raised (its message went to the dead-letter queue).
         """
-        if self._started is None:
+        if self._state not in ("starting", "running", "failed"):
             raise RuntimeError("The runtime is not started.")
-        starting, self._started = self._started, None
-        if not starting.done():
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
             starting.cancel()
-        with contextlib.suppress(BaseException):
-            await starting
-        self._stopping.set()  # the loops end after their step even if a cancellation is lost
-        for loop in self._loops:
-            loop.cancel()
-        if self._loops:
-            await asyncio.wait(self._loops)
-        self._loops = []
-        if self._hosting is not None:
-            await self._hosting.release_all()
-            with contextlib.suppress(Exception):
-                await self._registry.leave(self.settings.worker_id)
-        self._rpc.fail_all(ConnectionError("the runtime stopped before the response"))
-        await self._transport.close()
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
-        self._running = False
+        if starting is not None:
+            await asyncio.gather(starting, return_exceptions=True)
+        session = self._session
+        if session is not None:
+            self._set_state("stopping")
+            deadline = asyncio.get_running_loop().time() + self.settings.drain_timeout
+            logger.info(
+                "draining: finishing the turns in flight, then leaving",
+                extra={"worker_id": self.settings.worker_id},
+            )
+            try:
+                await session.close(deadline)
+            finally:
+                self._session = None
+        self._set_state("stopped")
         error, self._background_exception = self._background_exception, None
         if error is not None:
             raise error
 
     async def stop_when_idle(self, check_period: float = 0.05) -> None:
-        """Stop once nothing is in flight here, the owned partition queues are empty and no RPC
-        of this process waits for a response."""
-        await self._until_started()
-        assert self._hosting is not None
-        while True:
-            if (
-                not self._rpc.waiting
-                and self._hosting.in_flight == 0
-                and await self._hosting.queues_empty()
-                and self._hosting.in_flight == 0
-            ):
-                break
+        """Stop once nothing is in flight here: no delivery being handled, no message of this
+        process waiting for its confirm, no queue this worker consumes holding a message, and
+        no RPC of this process waiting for its response."""
+        loop = asyncio.get_running_loop()
+        session = await self._until_running(
+            loop.time() + self.settings.rpc_timeout, RpcTimeoutError
+        )
+        hosting, transport, rpc = session.hosting, session.transport, session.rpc
+
+        def quiet() -> bool:
+            return not rpc.waiting and hosting.in_flight == 0 and transport.in_flight == 0
+
+        while not (quiet() and await hosting.ownership.queues_empty() and quiet()):  # noqa: ASYNC110
             await asyncio.sleep(check_period)
         await self.stop()
 
@@ -257,9 +266,11 @@ class BrokerAgentRuntime(RuntimeCore):
         await self.stop()
 
     async def close(self) -> None:
-        if self._started is not None:
+        if self._state in ("starting", "running", "failed"):
             await self.stop()
         await self._close_agents()
+        for agent_id in self._directory.active_ids():
+            self._directory.deactivate(agent_id)
 
     def _event_failed(self, error: BaseException) -> None:
         if not self._ignore_unhandled_exceptions and self._background_exception is None:
@@ -277,9 +288,12 @@ class BrokerAgentRuntime(RuntimeCore):
         agent_type = await super().register_factory(
             type, agent_factory, expected_class=expected_class
         )
-        if self._running:
-            await self._host_type(agent_type.type)
-            await self._tick()  # announce the type and consume its partitions now
+        self._message_types[agent_type.type] = _handled_message_types(expected_class)
+        session = self._session
+        if session is not None and self._state == "running":
+            await self._host_type(session, agent_type.type)
+            # announce the type and consume its partitions now
+            await session.hosting.ownership.rebalance(await session.liveness.beat())
         return agent_type
 
     async def register_agent_instance(self, agent_instance: Agent, agent_id: AgentId) -> AgentId:
@@ -288,31 +302,33 @@ class BrokerAgentRuntime(RuntimeCore):
             "cannot move between workers. Register a factory instead."
         )
 
-    async def _host_type(self, agent_type: str) -> None:
-        assert self._hosting is not None
-        partitions = await self._registry.register_type(
-            agent_type, self.settings.partitions, self._message_type_names()
+    async def _host_type(self, session: Session, agent_type: str) -> None:
+        partitions = await session.registry.register_type(
+            agent_type, self.settings.partitions, self._message_types.get(agent_type, [])
         )
         self._partitions[agent_type] = partitions
-        await self._transport.topology.declare_type(agent_type, partitions)
-        for subscription in await self._registry.subscriptions():
+        topology = session.transport.topology
+        await topology.declare_type(agent_type, partitions)
+        _, shared = await session.registry.subscriptions()
+        for subscription in shared:
             if getattr(subscription, "agent_type", None) == agent_type:
-                await self._transport.topology.bind(subscription, agent_type, partitions)
+                await topology.bind(subscription, agent_type, partitions)
         # Only now may a rebalance (perhaps running concurrently) consume its queues.
-        self._hosting.partitions[agent_type] = partitions
-
-    def _message_type_names(self) -> list[str]:
-        return sorted({name for name, _ in self._serializers._by_name})
+        session.hosting.hosted[agent_type] = partitions
 
     async def add_subscription(self, subscription: Subscription) -> None:
         subscription_to_json(subscription)  # refuse kinds the broker cannot share, up front
         await super().add_subscription(subscription)
-        if self._running:
-            await self._share_subscription(subscription)
+        session = self._session
+        if session is not None and self._state == "running":
+            await self._share_subscription(session, subscription)
             await self._reload_subscriptions()
 
     async def remove_subscription(self, id: str) -> None:
-        await self._until_started()
+        loop = asyncio.get_running_loop()
+        session = await self._until_running(
+            loop.time() + self.settings.rpc_timeout, RpcTimeoutError
+        )
         local = [s for s in self._subscriptions.subscriptions if s.id == id]
         removed = local[0] if local else None
         if removed is None:
@@ -320,41 +336,56 @@ class BrokerAgentRuntime(RuntimeCore):
             removed = next((s for s in self._all_subscriptions if s.id == id), None)
         if removed is None:
             raise ValueError(f"No subscription has id {id!r}.")
-        with contextlib.suppress(ValueError):
+        if local:
             self._subscriptions.remove(id)
-        await self._registry.remove_subscription(removed)
+        await session.registry.remove_subscription(removed)
         agent_type = getattr(removed, "agent_type", "")
-        partitions = await self._partitions_of(agent_type)
+        partitions = await self._partitions_of(session, agent_type)
         if partitions is not None:
-            await self._transport.topology.unbind(removed, agent_type, partitions)
+            await session.transport.topology.unbind(removed, agent_type, partitions)
         await self._reload_subscriptions()
 
-    async def _share_subscription(self, subscription: Subscription) -> None:
-        await self._registry.add_subscription(subscription)
+    async def _share_subscription(self, session: Session, subscription: Subscription) -> None:
+        await session.registry.add_subscription(subscription)
         agent_type = getattr(subscription, "agent_type", "")
-        partitions = await self._partitions_of(agent_type)
+        partitions = await self._partitions_of(session, agent_type)
         if partitions is not None:  # else the first worker hosting the type binds it
-            await self._transport.topology.bind(subscription, agent_type, partitions)
+            await session.transport.topology.bind(subscription, agent_type, partitions)
 
     async def _reload_subscriptions(self) -> None:
-        self._all_subscriptions = await self._registry.subscriptions()
+        session = self._session
+        if session is None:
+            return
+        version, subscriptions = await session.registry.subscriptions()
+        self._all_subscriptions = subscriptions
+        self._subscriptions_version = version
 
-    async def _partitions_of(self, agent_type: str) -> int | None:
+    async def _partitions_of(self, session: Session, agent_type: str) -> int | None:
         partitions = self._partitions.get(agent_type)
         if partitions is None:
-            partitions = await self._registry.partitions_of(agent_type)
+            partitions = await session.registry.partitions_of(agent_type)
             if partitions is not None:
                 self._partitions[agent_type] = partitions
         return partitions
 
-    async def _is_hosted(self, agent_type: str) -> bool:
-        refreshed, hosted = self._hosted_cache
-        if agent_type in hosted and time.monotonic() - refreshed < self.settings.worker_expiry:
-            return True
-        workers = await self._registry.live_workers()
-        hosted = frozenset(t for w in workers for t in w.agent_types)
-        self._hosted_cache = (time.monotonic(), hosted)
-        return agent_type in hosted
+    async def _check_hosted(self, session: Session, recipient: AgentId) -> None:
+        """Fail at once for a type no live worker hosts; when the registry cannot be read, or
+        has just become readable again (every heartbeat may have expired meanwhile), send
+        anyway: the response comes within the caller's timeout, or the timeout ends the wait."""
+        view = session.liveness.view
+        if view is not None and recipient.type in view.hosted_types:
+            return
+        try:
+            view = await session.liveness.fresh_view()
+        except ServiceUnavailableError as e:
+            logger.debug("cannot read the registry (%s); sending to %s anyway", e, recipient)
+            return
+        if recipient.type in view.hosted_types or not session.liveness.trusts_absence():
+            return
+        raise UndeliverableException(
+            f"No live worker hosts agent type {recipient.type!r} in namespace "
+            f"{self._names.namespace!r}; cannot send to {recipient}."
+        )
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -367,17 +398,27 @@ class BrokerAgentRuntime(RuntimeCore):
         cancellation_token: CancellationToken | None = None,
         message_id: str | None = None,
     ) -> Any:
-        await self._until_started()
+        """Send ``message`` to ``recipient`` and return its handler's result.
+
+        Raises:
+            UndeliverableException: no live worker hosts the recipient's type.
+            RpcTimeoutError: no response within ``rpc_timeout`` (also while the broker cannot
+                be reached); sending again with the same ``message_id`` is safe.
+            asyncio.CancelledError: ``cancellation_token`` was cancelled.
+            Exception: what the handler raised (its type, or :class:`RemoteHandlerError`).
+        """
+        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
+        session = await self._until_running(deadline, RpcTimeoutError)
         if message_id is None:
             message_id = new_message_id()
-        await self._check_hosted(recipient)
+        await self._check_hosted(session, recipient)
         token = self._token(cancellation_token)
         if self._interventions.active:
             ctx = MessageContext(sender, None, True, token, message_id)
             message = await self._interventions.on_send(message, ctx, recipient)
         type_name, content_type, payload = self._serializers.serialize(message)
         with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
-            result = await self._rpc.request(
+            result = await session.rpc.request(
                 Envelope(
                     id=message_id,
                     source=self._source(sender),
@@ -391,25 +432,20 @@ class BrokerAgentRuntime(RuntimeCore):
                     correlation=message_id,
                 ),
                 token,
+                deadline,
             )
         if self._interventions.active:
             result = await self._interventions.on_response(result, recipient, sender)
         return result
-
-    async def _check_hosted(self, recipient: AgentId) -> None:
-        if not await self._is_hosted(recipient.type):
-            raise UndeliverableException(
-                f"No live worker hosts agent type {recipient.type!r} in namespace "
-                f"{self._names.namespace!r}; cannot send to {recipient}."
-            )
 
     def _source(self, sender: AgentId | None) -> str:
         return str(sender) if sender is not None else f"agnext/{self.settings.worker_id}"
 
     async def _control(self, agent: AgentId, operation: str, payload: Any = None) -> Any:
         """A state or metadata request, answered by the agent's worker in the agent's turn."""
-        await self._until_started()
-        await self._check_hosted(agent)
+        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
+        session = await self._until_running(deadline, RpcTimeoutError)
+        await self._check_hosted(session, agent)
         message_id = new_message_id()
         request = Envelope(
             id=message_id,
@@ -422,7 +458,7 @@ class BrokerAgentRuntime(RuntimeCore):
             path=tuple(str(turn) for turn in calling_path()),
             correlation=message_id,
         )
-        return await self._rpc.request(request, CancellationToken())
+        return await session.rpc.request(request, CancellationToken(), deadline)
 
     async def publish_message(
         self,
@@ -433,7 +469,14 @@ class BrokerAgentRuntime(RuntimeCore):
         cancellation_token: CancellationToken | None = None,
         message_id: str | None = None,
     ) -> None:
-        await self._until_started()
+        """Publish ``message`` to ``topic_id``; returns once the broker confirmed it.
+
+        Raises:
+            PublishTimeoutError: not confirmed within ``publish_timeout`` (the broker cannot be
+                reached, or refuses it); publishing again with the same ``message_id`` is safe.
+        """
+        deadline = asyncio.get_running_loop().time() + self.settings.publish_timeout
+        session = await self._until_running(deadline, PublishTimeoutError)
         if message_id is None:
             message_id = new_message_id()
         if self._interventions.active:
@@ -446,7 +489,7 @@ class BrokerAgentRuntime(RuntimeCore):
         type_name, content_type, payload = self._serializers.serialize(message)
         envelope = Envelope(
             id=message_id,
-            source=str(sender) if sender is not None else f"agnext/{self.settings.worker_id}",
+            source=self._source(sender),
             type=type_name,
             kind=n.KIND_PUBLISH,
             data=payload,
@@ -455,7 +498,9 @@ class BrokerAgentRuntime(RuntimeCore):
             sender=sender,
         )  # an event has no call path: nobody waits for it
         with self._telemetry.span("publish", topic_id, **{"agnext.message_id": message_id}):
-            await self._transport.publish(envelope, routing_key(topic_id.source, topic_id.type))
+            await session.transport.publish(
+                envelope, routing_key(topic_id.source, topic_id.type), deadline
+            )
 
     # -- agents that may live elsewhere --------------------------------------------------------
 
@@ -464,7 +509,17 @@ class BrokerAgentRuntime(RuntimeCore):
         id: AgentId,
         type: type[T] = Agent,  # type: ignore[assignment]
     ) -> T:
-        if self._hosting is None or not self._hosting.owns(id):
+        """The instance of an agent this worker hosts (or, after ``stop()`` and until
+        ``close()``, one it hosted when it stopped).
+
+        Raises:
+            NotAccessibleError: the agent lives on another worker.
+        """
+        session = self._session
+        if self._state == "running" and session is not None:
+            if not session.hosting.owns(id):
+                raise NotAccessibleError(f"Agent {id} is not hosted by this worker.")
+        elif self._directory.get_active(id) is None:
             raise NotAccessibleError(f"Agent {id} is not hosted by this worker.")
         return await super().try_get_underlying_agent_instance(id, type)
 
@@ -477,11 +532,6 @@ class BrokerAgentRuntime(RuntimeCore):
         state: Mapping[str, Any] = await self._control(agent, CONTROL_SAVE_STATE)
         return state
 
-    def _require_redis(self) -> Redis:
-        if self._redis is None:
-            raise RuntimeError("The runtime is not started.")
-        return self._redis
-
     async def agent_load_state(self, agent: AgentId, state: Mapping[str, Any]) -> None:
         """Load ``state`` into the agent in its turn (creating it if needed) and save it."""
         await self._control(agent, CONTROL_LOAD_STATE, dict(state))
@@ -492,16 +542,30 @@ class BrokerAgentRuntime(RuntimeCore):
     async def save_state(self) -> Mapping[str, Any]:
         """The saved state of every agent of the namespace, keyed ``"type/key"`` (read from
         Redis: what the agents' last handled messages left)."""
-        await self._until_started()
-        return await StateStore(self._require_redis(), self._names).all_states()
+        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
+        session = await self._until_running(deadline, RpcTimeoutError)
+        return await session.store.all_states()
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
         """Load each ``"type/key"`` entry into its agent; types no live worker hosts are
         skipped."""
+        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
+        session = await self._until_running(deadline, RpcTimeoutError)
         for key, agent_state in state.items():
             agent_id = AgentId.from_str(key)
-            if await self._is_hosted(agent_id.type):
+            try:
+                await self._check_hosted(session, agent_id)
                 await self.agent_load_state(agent_id, agent_state)
+            except UndeliverableException:
+                continue
+
+
+def _handled_message_types(agent_class: type[Any] | None) -> list[str]:
+    """The wire names of the message types an agent class's handlers take."""
+    handles = getattr(agent_class, "_handles_types", None)
+    if handles is None:
+        return []
+    return sorted({s.type_name for _, serializers in handles() for s in serializers})
 
 
 class _Starting:
@@ -517,23 +581,3 @@ class _Starting:
 def _log_start_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("the broker runtime could not start: %s", task.exception())
-
-
-async def _connect_redis(url: str, timeout: float = 30.0) -> Redis:
-    redis = Redis.from_url(url, decode_responses=True)
-    try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(timeout),
-            wait=wait_exponential(multiplier=0.2, max=2.0),
-            retry=retry_if_exception_type((ConnectionError, OSError, RedisConnectionError)),
-            reraise=True,
-        ):
-            with attempt:
-                await redis.ping()
-    except Exception as e:
-        await redis.aclose()
-        raise ConnectionError(
-            f"cannot connect to Redis at {redact(url)}: {e}; check AGNEXT_REDIS_URL and that "
-            "Redis is running"
-        ) from e
-    return redis

@@ -38,12 +38,17 @@ def _env(name: str, default: str) -> str:
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
+    variable = f"AGNEXT_{name.upper()}"
     if isinstance(default, bool):
         if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(f"AGNEXT_{name.upper()}={raw!r}: use true or false.")
+            raise ValueError(f"{variable}={raw!r}: use true or false.")
         return raw.lower() in ("1", "true", "yes")
     if isinstance(default, int | float):
-        return type(default)(raw)
+        try:
+            return type(default)(raw)
+        except ValueError:
+            kind = "a whole number" if isinstance(default, int) else "a number"
+            raise ValueError(f"{variable}={raw!r}: use {kind}, e.g. {default!r}.") from None
     return raw
 
 
@@ -64,6 +69,8 @@ class BrokerSettings:
     queue_type: QueueType = "quorum"
     prefetch: int = 64
     rpc_timeout: float = 30.0
+    publish_timeout: float = 30.0
+    connect_timeout: float = 10.0
     idle_timeout: float = 300.0
     drain_timeout: float = 30.0
     heartbeat_interval: float = 1.0
@@ -74,30 +81,66 @@ class BrokerSettings:
     dead_letter_by_policy: bool = False
     handler_attempts: int = 3
     max_message_bytes: int = 4 * 1024 * 1024
-    applied_ids_kept: int = 64
-    responses_kept: int = 8
+    # How long (seconds) an agent remembers the messages it applied, and their responses, so
+    # that a message sent again (a caller's retry, a redelivery) is not applied twice; at most
+    # the last ``applied_ids_kept`` ids and ``responses_kept`` responses per agent.
+    dedup_window: float = 600.0
+    applied_ids_kept: int = 10_000
+    responses_kept: int = 1_000
+    # Messages this process has published and the broker has not yet confirmed; RPCs its
+    # callers wait for (outside handlers). Past either, a send or publish waits its turn.
+    max_in_flight_publishes: int = 512
+    max_pending_rpcs: int = 1_024
     worker_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def __post_init__(self) -> None:
         check_partitions(self.partitions)
         if self.queue_type not in ("quorum", "classic"):
             raise ValueError(f"Invalid queue type {self.queue_type!r}: use quorum or classic.")
-        for name in ("prefetch", "delivery_limit", "handler_attempts", "max_message_bytes"):
+        at_least_one = (
+            "prefetch",
+            "delivery_limit",
+            "handler_attempts",
+            "max_message_bytes",
+            "applied_ids_kept",
+            "responses_kept",
+            "max_in_flight_publishes",
+            "max_pending_rpcs",
+        )
+        for name in at_least_one:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1.")
+                raise ValueError(f"{name} must be at least 1 (AGNEXT_{name.upper()}).")
+        positive = (
+            "rpc_timeout",
+            "publish_timeout",
+            "connect_timeout",
+            "drain_timeout",
+            "heartbeat_interval",
+            "dedup_window",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be more than 0 (AGNEXT_{name.upper()}).")
         if self.worker_expiry <= self.heartbeat_interval:
-            raise ValueError("worker_expiry must be longer than heartbeat_interval.")
+            raise ValueError(
+                "worker_expiry must be longer than heartbeat_interval "
+                "(AGNEXT_WORKER_EXPIRY, AGNEXT_HEARTBEAT_INTERVAL)."
+            )
+        if not self.worker_id or not all(c.isalnum() or c in "-_." for c in self.worker_id):
+            raise ValueError(
+                f"Invalid worker id {self.worker_id!r} (AGNEXT_WORKER_ID): use letters, digits, "
+                "'-', '_' and '.'."
+            )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> BrokerSettings:
         """Defaults, overridden by ``AGNEXT_*`` variables, overridden by ``overrides``."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "worker_id":
-                continue
             raw = _env(f.name.upper(), "")
             if raw:
-                values[f.name] = _parse(f.name, raw, f.default)
+                default = f.default if f.name != "worker_id" else ""
+                values[f.name] = _parse(f.name, raw, default)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from ...base import Subscription
-from ._names import Names
-from ._routing import direct_binding, subscription_binding
-from ._settings import BrokerSettings
+from ....base import Subscription
+from .._names import Names
+from .._routing import direct_binding, subscription_binding
+from .._settings import BrokerSettings
+from ._errors import amqp_errors
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What the broker says of a queue: messages ready (not delivered), and consumers (a quorum
+    queue with single-active-consumer counts only its active one)."""
+
+    messages: int
+    consumers: int
 
 
 class Topology:
-    def __init__(self, channel: AbstractChannel, names: Names, settings: BrokerSettings) -> None:
+    def __init__(
+        self, channel: AbstractChannel, names: Names, settings: BrokerSettings, server: str
+    ) -> None:
         self._channel = channel
         self._names = names
         self._settings = settings
+        self._server = server
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queues: dict[str, AbstractQueue] = {}
 
@@ -29,11 +43,28 @@ class Topology:
     def direct(self) -> AbstractExchange:
         return self._exchanges[self._names.direct_exchange]
 
-    @property
-    def channel(self) -> AbstractChannel:
-        return self._channel
+    async def counts(self, queue: str, channel: AbstractChannel | None = None) -> QueueCounts:
+        """The queue's counts, asked on ``channel`` (default: the topology's own). Asked on the
+        channel that consumes the queue, the answer comes after every delivery the broker sent
+        that channel before it."""
+        with amqp_errors(self._server):
+            # On the AMQP channel: aio-pika's robust channel would keep every queue object it
+            # declared, to declare it again after a reconnect.
+            underlay = await (channel or self._channel).get_underlay_channel()
+            result = await underlay.queue_declare(queue, passive=True, timeout=30)
+        return QueueCounts(result.message_count or 0, result.consumer_count or 0)
+
+    async def declare_reply_queue(self, name: str, channel: AbstractChannel) -> None:
+        """One process's RPC reply queue (exclusive: it goes with the connection), declared on
+        the robust ``channel`` that consumes it, which declares it again after a reconnect."""
+        with amqp_errors(self._server):
+            await channel.declare_queue(name, exclusive=True, auto_delete=True)
 
     async def declare_base(self) -> None:
+        with amqp_errors(self._server):
+            await self._declare_base()
+
+    async def _declare_base(self) -> None:
         names = self._names
         for name in (names.events_exchange, names.direct_exchange):
             self._exchanges[name] = await self._channel.declare_exchange(
@@ -70,9 +101,10 @@ class Topology:
         name = self._names.partition_queue(agent_type, partition)
         queue = self._queues.get(name)
         if queue is None:
-            queue = await self._channel.declare_queue(
-                name, durable=True, arguments=self.partition_arguments()
-            )
+            with amqp_errors(self._server):
+                queue = await self._channel.declare_queue(
+                    name, durable=True, arguments=self.partition_arguments()
+                )
             self._queues[name] = queue
         return queue
 
@@ -80,16 +112,19 @@ class Topology:
         """The type's partition queues, bound to the direct exchange."""
         for partition in range(partitions):
             queue = await self.partition_queue(agent_type, partition)
-            await queue.bind(self.direct, direct_binding(agent_type, partition, partitions))
+            with amqp_errors(self._server):
+                await queue.bind(self.direct, direct_binding(agent_type, partition, partitions))
 
     async def bind(self, subscription: Subscription, agent_type: str, partitions: int) -> None:
         for partition in range(partitions):
             queue = await self.partition_queue(agent_type, partition)
-            await queue.bind(self.events, subscription_binding(subscription, partition, partitions))
+            binding = subscription_binding(subscription, partition, partitions)
+            with amqp_errors(self._server):
+                await queue.bind(self.events, binding)
 
     async def unbind(self, subscription: Subscription, agent_type: str, partitions: int) -> None:
         for partition in range(partitions):
             queue = await self.partition_queue(agent_type, partition)
-            await queue.unbind(
-                self.events, subscription_binding(subscription, partition, partitions)
-            )
+            binding = subscription_binding(subscription, partition, partitions)
+            with amqp_errors(self._server):
+                await queue.unbind(self.events, binding)

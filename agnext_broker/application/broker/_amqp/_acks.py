@@ -1,106 +1,18 @@
-"""Consuming queues on a robust channel, again after every reconnect, and settling deliveries.
-
-Consumers are registered on the channel's AMQP (aiormq) channel: each delivery reaches its
-callback as it arrived, in the task aiormq starts for it, without an aio-pika message built
-around it and a second task. When the connection comes back after a broker restart or a network
-cut, the robust channel reopens and every consumer still wanted is registered again, with the
-same tag and options (a queue that aio-pika did not declare on this channel would otherwise be
-left without its consumer).
-"""
+"""Settling the deliveries of one AMQP channel: acks of runs of finished deliveries go in one
+frame, and a delivery given back goes before any ack that covers it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, cast
 
 import aiormq
-from aio_pika.abc import AbstractRobustChannel
-from aiormq.abc import DeliveredMessage
 
 logger = logging.getLogger("agnext_broker")
 
 # How long the ack sender waits after the first finished delivery, so that those finishing
 # meanwhile go in the same frame: one write and one frame for the broker instead of several.
 ACK_BATCH_SECONDS = 0.002
-
-Callback = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
-
-
-@dataclass(frozen=True)
-class _Consumer:
-    queue: str
-    callback: Callback
-    no_ack: bool
-    exclusive: bool
-
-
-class Consumers:
-    """The consumers of one robust channel."""
-
-    def __init__(self, channel: AbstractRobustChannel) -> None:
-        self._channel = channel
-        self._wanted: dict[str, _Consumer] = {}  # by consumer tag
-        self._acknowledgements: dict[aiormq.abc.AbstractChannel, Acknowledgements] = {}
-        channel.reopen_callbacks.add(self._consume_again)
-
-    def acknowledgements(self, message: DeliveredMessage) -> Acknowledgements:
-        """Where to settle ``message`` (it is settled on the channel that delivered it)."""
-        acknowledgements = self._acknowledgements.get(message.channel)
-        if acknowledgements is None:
-            for channel in [c for c in self._acknowledgements if c.is_closed]:
-                self._acknowledgements.pop(channel).stop()
-            acknowledgements = Acknowledgements(message.channel)
-            self._acknowledgements[message.channel] = acknowledgements
-        return acknowledgements
-
-    async def close(self) -> None:
-        """Send the acks of finished deliveries, then stop settling."""
-        for acknowledgements in self._acknowledgements.values():
-            await acknowledgements.close()
-        self._acknowledgements.clear()
-
-    async def consume(
-        self, queue: str, callback: Callback, *, no_ack: bool = False, exclusive: bool = False
-    ) -> str:
-        """Start consuming ``queue``; returns the consumer tag."""
-        tag = f"agnext.{uuid.uuid4().hex}"
-        consumer = _Consumer(queue, callback, no_ack, exclusive)
-        self._wanted[tag] = consumer
-        try:
-            await self._register(tag, consumer)
-        except BaseException:
-            self._wanted.pop(tag, None)
-            raise
-        return tag
-
-    async def cancel(self, tag: str, timeout: float | None = None) -> None:
-        """Stop consuming (deliveries already received stay to be handled and settled)."""
-        self._wanted.pop(tag, None)
-        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
-        if tag in channel.consumers:
-            await channel.basic_cancel(tag, timeout=timeout)
-
-    async def _register(self, tag: str, consumer: _Consumer) -> None:
-        channel = await self._channel.get_underlay_channel()
-        await channel.basic_consume(
-            consumer.queue,
-            consumer.callback,
-            no_ack=consumer.no_ack,
-            exclusive=consumer.exclusive,
-            consumer_tag=tag,
-        )
-
-    async def _consume_again(self, *_: Any) -> None:
-        for tag, consumer in list(self._wanted.items()):
-            try:
-                await self._register(tag, consumer)
-                logger.info("consuming %s again after a reconnect", consumer.queue)
-            except Exception as e:
-                logger.error("could not consume %s again after a reconnect: %s", consumer.queue, e)
 
 
 class Acknowledgements:
@@ -147,11 +59,11 @@ class Acknowledgements:
         """Acked (or about to be) or given back."""
         return self._pending.get(tag) is not False
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def close(self, grace: float = 5.0) -> None:
         """Send the acks of the deliveries finished by now, and stop."""
         self._closing = True
         self._wakeup.set()
-        _, late = await asyncio.wait([self._sender], timeout=timeout)
+        _, late = await asyncio.wait([self._sender], timeout=grace)
         if late:  # the connection is stuck: the broker delivers them again
             self.stop()
 

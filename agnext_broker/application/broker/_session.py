@@ -1,0 +1,176 @@
+"""What a started broker runtime holds: its connections to RabbitMQ and Redis, and the worker
+machinery on them. A runtime that is not started has no session, so nothing can use a
+connection that is not there.
+
+Stopping a session drains it (DESIGN "Draining"): every consumer is cancelled at once, the
+deliveries not begun go back to their queues, the running turns finish with the transport open
+(what they send goes out, their state is saved and acked), each partition's claim is released
+as soon as its turns ended, and only then does the worker leave the registry and disconnect, all
+under one deadline. Heartbeats keep running until the partitions are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from ...base import SerializationRegistry, ServiceUnavailableError, Subscription
+from .._agents import AgentDirectory
+from .._telemetry import Telemetry
+from ._amqp import Transport
+from ._hosting import Hosting
+from ._liveness import Liveness
+from ._names import Names
+from ._redis import (
+    PartitionClaims,
+    Registry,
+    RegistryView,
+    Retention,
+    StateStore,
+    connect_redis,
+)
+from ._rpc import RpcClient
+from ._settings import BrokerSettings, redact
+
+logger = logging.getLogger("agnext_broker")
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        settings: BrokerSettings,
+        redis: Redis,
+        registry: Registry,
+        claims: PartitionClaims,
+        store: StateStore,
+        transport: Transport,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.registry = registry
+        self.claims = claims
+        self.store = store
+        self.transport = transport
+        self.rpc: RpcClient
+        self.hosting: Hosting
+        self.liveness: Liveness
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        settings: BrokerSettings,
+        names: Names,
+        *,
+        directory: AgentDirectory,
+        serializers: SerializationRegistry,
+        telemetry: Telemetry,
+        subscriptions: Callable[[], list[Subscription]],
+        reload_subscriptions: Callable[[], Awaitable[None]],
+        on_view: Callable[[RegistryView], None],
+        on_event_failure: Callable[[BaseException], None],
+    ) -> Session:
+        """Connect to Redis and RabbitMQ, declare the namespace's exchanges and this process's
+        reply queue, and put the worker machinery together (nothing is consumed yet).
+
+        Raises:
+            AccessRefusedError, ServiceUnavailableError: a server refused or cannot be reached
+                within ``connect_timeout``.
+        """
+        redis_server = redact(settings.redis_url)
+        redis = await connect_redis(settings.redis_url, settings.connect_timeout)
+        transport = Transport(settings, names)
+        try:
+            retention = Retention(
+                settings.dedup_window, settings.applied_ids_kept, settings.responses_kept
+            )
+            session = cls(
+                settings=settings,
+                redis=redis,
+                registry=Registry(redis, names, redis_server),
+                claims=PartitionClaims(redis, names, settings.worker_id, redis_server),
+                store=StateStore(redis, names, retention, redis_server),
+                transport=transport,
+            )
+            await transport.open()
+            session.rpc = RpcClient(transport, serializers, settings)
+            reply_queue = names.reply_queue(settings.worker_id)
+            await transport.topology.declare_reply_queue(reply_queue, transport.consume_channel)
+            session.rpc.reply_to = reply_queue
+            await transport.consumers.consume(
+                reply_queue, session.rpc.on_reply, no_ack=True, restore=True
+            )
+            session.hosting = Hosting(
+                settings=settings,
+                names=names,
+                registry=session.registry,
+                claims=session.claims,
+                store=session.store,
+                transport=transport,
+                directory=directory,
+                serializers=serializers,
+                telemetry=telemetry,
+                subscriptions=subscriptions,
+                reload_subscriptions=reload_subscriptions,
+                on_event_failure=on_event_failure,
+            )
+            session.liveness = Liveness(
+                session.registry,
+                settings,
+                lambda: sorted(session.hosting.hosted),
+                time.time(),
+                on_view,
+            )
+        except BaseException:
+            await transport.close()
+            await redis.aclose()
+            raise
+        return session
+
+    async def begin(self) -> None:
+        """First heartbeat and rebalance (so a started worker consumes at once), then the
+        heartbeat, rebalancing and idle-sweep loops."""
+        view = await self.liveness.beat()
+        await self.hosting.ownership.rebalance(view)
+        self.hosting.ownership.start()
+        self.liveness.start()
+        self._sweeper = asyncio.create_task(self._sweep(), name="agnext-sweep")
+
+    async def _sweep(self) -> None:
+        period = max(1.0, self.settings.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.hosting.sweep()
+            except ServiceUnavailableError as e:
+                logger.debug("idle sweep skipped: %s", e)
+            except Exception:
+                logger.exception("idle sweep failed")
+
+    async def close(self, deadline: float) -> None:
+        """Drain (until ``deadline``), leave the registry, and disconnect."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        # Tell the others at once that this worker takes no partition any more, so that they
+        # claim each one as soon as it is released here.
+        self.liveness.draining = True
+        with contextlib.suppress(ServiceUnavailableError):
+            await self.liveness.beat()
+        try:
+            await self.hosting.drain(deadline)
+        finally:
+            await self.liveness.stop()  # only now: the claims are released
+            with contextlib.suppress(ServiceUnavailableError):
+                await self.registry.leave(self.settings.worker_id)
+            self.rpc.fail_all(
+                ServiceUnavailableError("the runtime stopped before the response arrived")
+            )
+            await self.transport.close()
+            await self.redis.aclose()
