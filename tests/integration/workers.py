@@ -234,10 +234,12 @@ class WorkerPool:
         name: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Process:
-        """``agnext-broker worker --app tests.integration.apps:<app>`` with a known worker id."""
+        """``agnext-broker worker --app tests.integration.apps:<app>`` (or ``--app <app>`` when
+        it names its module) with a known worker id."""
         name = name or f"worker{len(self.processes) + 1}"
         worker_id = f"{name}-{uuid.uuid4().hex[:6]}"
-        args = ["-m", "agnext_broker", "worker", "--app", f"tests.integration.apps:{app}"]
+        spec = app if ":" in app else f"tests.integration.apps:{app}"
+        args = ["-m", "agnext_broker", "worker", "--app", spec]
         handle = self._spawn(name, [*args, "--worker-id", worker_id], env)
         handle.worker_id = worker_id
         return handle

@@ -61,6 +61,7 @@ class Partition:
     taken_from: str = ""  # the expired holder it was claimed from (it may still be consuming)
     consumer_tag: str | None = None
     accepting: bool = True  # False once its consumer is being cancelled
+    consumer_gone: asyncio.Event = field(default_factory=asyncio.Event)  # cancel confirmed
     deliveries: dict[Delivery, None] = field(default_factory=dict)  # in delivery order
     joining: asyncio.Lock = field(default_factory=asyncio.Lock)
     requeueing: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -70,6 +71,15 @@ class Partition:
     @property
     def key(self) -> tuple[str, int]:
         return (self.agent_type, self.index)
+
+
+@dataclass
+class DeliveryStats:
+    """Counts of this worker's deliveries, for its operators (and the fault tests)."""
+
+    received: int = 0
+    redelivered: int = 0  # the broker had delivered them before (to here or elsewhere)
+    highest_delivery_count: int = 0  # the largest x-delivery-count seen (quorum queues)
 
 
 Handle = Callable[[Partition, DeliveredMessage, Delivery], Awaitable[None]]
@@ -109,6 +119,7 @@ class Ownership:
         self._loop_task: asyncio.Task[None] | None = None
         self._failing = False
         self._rebalancing = asyncio.Lock()  # one rebalance at a time (loop, registration)
+        self.stats = DeliveryStats()
 
     # -- what this worker holds -----------------------------------------------------------------
 
@@ -273,6 +284,7 @@ class Ownership:
                 )
             return
         part.accepting = True
+        part.consumer_gone.clear()
         try:
             part.consumer_tag = await self._transport.consumers.consume(
                 part.queue,
@@ -307,10 +319,14 @@ class Ownership:
         acks.received(tag)  # before any pause: in delivery order
         delivery = Delivery(tag, acks, task)
         part.deliveries[delivery] = None
+        self._count(message)
         try:
             if part.accepting:
                 await self._handle(part, message, delivery)
-            else:  # its consumer is being cancelled: it was sent before the cancel went through
+            else:
+                # Sent before the consumer's cancel went through. Given back only once the
+                # broker confirmed the cancel: until then it would come straight back here.
+                await part.consumer_gone.wait()
                 await self._requeue_waiting(part)
         finally:
             part.deliveries.pop(delivery, None)
@@ -319,6 +335,16 @@ class Ownership:
                     await acks.requeue(tag)
                 except Exception as e:  # the channel is gone: the broker requeues it anyway
                     logger.debug("could not give back delivery %d: %s", tag, e)
+
+    def _count(self, message: DeliveredMessage) -> None:
+        stats = self.stats
+        stats.received += 1
+        if message.redelivered:
+            stats.redelivered += 1
+            headers = message.header.properties.headers or {}
+            count = headers.get("x-delivery-count")
+            if isinstance(count, int) and count > stats.highest_delivery_count:
+                stats.highest_delivery_count = count
 
     async def _requeue_waiting(self, part: Partition) -> None:
         """Give the deliveries not begun back to the queue, in the order they came (the broker
@@ -370,6 +396,8 @@ class Ownership:
                 part.consumer_tag = None
         left = max(deadline - asyncio.get_running_loop().time(), 0.1)
         await self._transport.consumers.cancel_all(tags, answer_within=left)
+        for part in parts:
+            part.consumer_gone.set()
 
     async def _finish(self, part: Partition, deadline: float) -> None:
         """Wait for the partition's deliveries until ``deadline``; then cancel them (their

@@ -253,10 +253,23 @@ class BrokerAgentRuntime(RuntimeCore):
         )
         hosting, transport, rpc = session.hosting, session.transport, session.rpc
 
+        stats = hosting.ownership.stats
+
         def quiet() -> bool:
             return not rpc.waiting and hosting.in_flight == 0 and transport.in_flight == 0
 
-        while not (quiet() and await hosting.ownership.queues_empty() and quiet()):  # noqa: ASYNC110
+        async def idle() -> bool:
+            # A delivery could come, be handled and publish to a queue already looked at while
+            # the queues are asked one by one: then nothing was received in between.
+            received = stats.received
+            return (
+                quiet()
+                and await hosting.ownership.queues_empty()
+                and quiet()
+                and (stats.received == received)
+            )
+
+        while not await idle():  # noqa: ASYNC110 - the queues can only be polled
             await asyncio.sleep(check_period)
         await self.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiormq
 
@@ -27,8 +28,11 @@ class Acknowledgements:
     delivery given back (nack) is settled before any ack that covers its tag is sent.
     """
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+    def __init__(
+        self, channel: aiormq.abc.AbstractChannel, on_requeue: Callable[[], None] = lambda: None
+    ) -> None:
         self.channel = channel
+        self._on_requeue = on_requeue
         self._pending: dict[int, bool] = {}  # delivery tag -> finished (insertion = tag order)
         self._finished_out_of_order = 0
         self._wakeup = asyncio.Event()
@@ -50,6 +54,7 @@ class Acknowledgements:
         if self._pending.get(tag) is False:
             try:
                 await self.channel.basic_nack(tag, requeue=True, wait=False)
+                self._on_requeue()
             finally:
                 # Only once the nack is queued: no ack covering this tag may go before it.
                 self._pending.pop(tag, None)

@@ -64,6 +64,7 @@ class Consumers:
         self._wanted: dict[str, _Consumer] = {}  # by consumer tag
         self._acknowledgements: dict[aiormq.abc.AbstractChannel, Acknowledgements] = {}
         self._restoring: asyncio.Task[None] | None = None
+        self.requeued = 0  # deliveries given back to their queues
         channel.reopen_callbacks.add(self._on_reopen)
 
     @property
@@ -76,9 +77,12 @@ class Consumers:
         if acknowledgements is None:
             for channel in [c for c in self._acknowledgements if c.is_closed]:
                 self._acknowledgements.pop(channel).stop()
-            acknowledgements = Acknowledgements(message.channel)
+            acknowledgements = Acknowledgements(message.channel, self._count_requeue)
             self._acknowledgements[message.channel] = acknowledgements
         return acknowledgements
+
+    def _count_requeue(self) -> None:
+        self.requeued += 1
 
     async def close(self) -> None:
         """Send the acks of finished deliveries, then stop settling."""
