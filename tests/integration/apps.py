@@ -243,6 +243,12 @@ async def register_counter_and_forwarder(runtime: AgentRuntime) -> None:
     await runtime.add_subscription(TypeSubscription(FORWARDED_TOPIC, FORWARDER_TYPE))
 
 
+async def register_counter_and_fragile(runtime: AgentRuntime) -> None:
+    """``counter`` agents (topic ``increments``) and ``fragile`` agents (topic ``fragile-work``)."""
+    await register_counter(runtime)
+    await register_fragile(runtime)
+
+
 async def register_fragile(runtime: AgentRuntime) -> None:
     await Fragile.register(runtime, FRAGILE_TYPE, Fragile)
     await runtime.add_subscription(TypeSubscription(FRAGILE_TOPIC, FRAGILE_TYPE))

@@ -36,3 +36,30 @@ def test_a_bad_boolean_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("AGNEXT_DEAD_LETTER_BY_POLICY", "maybe")
     with pytest.raises(ValueError, match="AGNEXT_DEAD_LETTER_BY_POLICY='maybe': use true or false"):
         BrokerSettings.from_env()
+
+
+def test_the_worker_id_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGNEXT_WORKER_ID", "tally-0")
+    assert BrokerSettings.from_env().worker_id == "tally-0"
+    monkeypatch.delenv("AGNEXT_WORKER_ID")
+    generated = BrokerSettings.from_env().worker_id
+    assert generated
+    assert generated != BrokerSettings.from_env().worker_id  # random each time
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        ("AGNEXT_PARTITIONS", "abc", "AGNEXT_PARTITIONS='abc': use a whole number"),
+        ("AGNEXT_RPC_TIMEOUT", "soon", "AGNEXT_RPC_TIMEOUT='soon': use a number"),
+        ("AGNEXT_PREFETCH", "0", r"prefetch must be at least 1 \(AGNEXT_PREFETCH\)"),
+        ("AGNEXT_CONNECT_TIMEOUT", "-1", r"connect_timeout must be more than 0"),
+        ("AGNEXT_WORKER_ID", "a b", r"Invalid worker id 'a b' \(AGNEXT_WORKER_ID\)"),
+    ],
+)
+def test_an_invalid_setting_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, raw: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, raw)
+    with pytest.raises(ValueError, match=expected):
+        BrokerSettings.from_env()
