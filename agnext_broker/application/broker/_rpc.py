@@ -10,8 +10,10 @@ the deliveries in flight, and must never wait behind their own callers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
 
 from aiormq.abc import DeliveredMessage
@@ -27,6 +29,7 @@ from ...base import (
 from ...base._contexts import current_handler_frame
 from . import _names as n
 from ._amqp import Transport
+from ._gate import Gate, Place
 from ._remote_errors import rebuild_error
 from ._replies import decode_response
 from ._routing import routing_key
@@ -54,7 +57,7 @@ class RpcClient:
         self._serializers = serializers
         self._settings = settings
         self._pending: dict[str, _Pending] = {}
-        self._places = asyncio.Semaphore(settings.max_pending_rpcs)
+        self._places = Gate(settings.max_pending_rpcs)
         self._cancels: set[asyncio.Task[None]] = set()
         self.reply_to = ""
 
@@ -84,6 +87,27 @@ class RpcClient:
                     )
                 )
 
+    def place(
+        self, deadline: float, recipient: AgentId, message_id: str
+    ) -> AbstractAsyncContextManager[None]:
+        """One of the ``max_pending_rpcs`` places (``async with``) for a request made outside
+        handlers, held until its response; waits (until ``deadline``) while all are taken. A
+        caller takes it before building its message, so that calls waiting their turn hold
+        nothing but themselves. Requests made by handlers take none.
+
+        Raises:
+            RpcTimeoutError: no place came free by ``deadline``.
+        """
+        if current_handler_frame() is not None:
+            return contextlib.nullcontext()
+
+        def timed_out() -> RpcTimeoutError:
+            return self._timeout_error(
+                recipient, message_id, " (it waited for one of max_pending_rpcs)"
+            )
+
+        return Place(self._places, deadline, timed_out)
+
     async def request(self, envelope: Envelope, token: CancellationToken, deadline: float) -> Any:
         """Publish a request to its recipient and wait for the response (or its error) until
         ``deadline`` (``loop.time()``).
@@ -92,24 +116,6 @@ class RpcClient:
             RpcTimeoutError: no response by the deadline.
             asyncio.CancelledError: the token was cancelled (the recipient is told).
         """
-        if current_handler_frame() is not None:
-            return await self._request(envelope, token, deadline)
-        if self._places.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._places.acquire()
-            except TimeoutError:
-                raise self._timeout_error(
-                    envelope.recipient, envelope.id, " (it waited for one of max_pending_rpcs)"
-                ) from None
-        else:
-            await self._places.acquire()
-        try:
-            return await self._request(envelope, token, deadline)
-        finally:
-            self._places.release()
-
-    async def _request(self, envelope: Envelope, token: CancellationToken, deadline: float) -> Any:
         recipient = envelope.recipient
         assert recipient is not None
         loop = asyncio.get_running_loop()

@@ -429,24 +429,24 @@ class BrokerAgentRuntime(RuntimeCore):
         if self._interventions.active:
             ctx = MessageContext(sender, None, True, token, message_id)
             message = await self._interventions.on_send(message, ctx, recipient)
-        type_name, content_type, payload = self._serializers.serialize(message)
-        with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
-            result = await session.rpc.request(
-                Envelope(
-                    id=message_id,
-                    source=self._source(sender),
-                    type=type_name,
-                    kind=n.KIND_SEND,
-                    data=payload,
-                    content_type=content_type,
-                    recipient=recipient,
-                    sender=sender,
-                    path=tuple(str(turn) for turn in calling_path()),
-                    correlation=message_id,
-                ),
-                token,
-                deadline,
+        rpc = session.rpc
+        # A place among the pending requests first: a call waiting its turn holds no message.
+        async with rpc.place(deadline, recipient, message_id):
+            type_name, content_type, payload = self._serializers.serialize(message)
+            request = Envelope(
+                id=message_id,
+                source=self._source(sender),
+                type=type_name,
+                kind=n.KIND_SEND,
+                data=payload,
+                content_type=content_type,
+                recipient=recipient,
+                sender=sender,
+                path=tuple(str(turn) for turn in calling_path()),
+                correlation=message_id,
             )
+            with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
+                result = await rpc.request(request, token, deadline)
         if self._interventions.active:
             result = await self._interventions.on_response(result, recipient, sender)
         return result
@@ -471,7 +471,8 @@ class BrokerAgentRuntime(RuntimeCore):
             path=tuple(str(turn) for turn in calling_path()),
             correlation=message_id,
         )
-        return await session.rpc.request(request, CancellationToken(), deadline)
+        async with session.rpc.place(deadline, agent, message_id):
+            return await session.rpc.request(request, CancellationToken(), deadline)
 
     async def publish_message(
         self,
@@ -499,21 +500,23 @@ class BrokerAgentRuntime(RuntimeCore):
             message = await self._interventions.on_publish(message, ctx)
             if message is DropMessage:
                 return
-        type_name, content_type, payload = self._serializers.serialize(message)
-        envelope = Envelope(
-            id=message_id,
-            source=self._source(sender),
-            type=type_name,
-            kind=n.KIND_PUBLISH,
-            data=payload,
-            content_type=content_type,
-            topic=topic_id,
-            sender=sender,
-        )  # an event has no call path: nobody waits for it
-        with self._telemetry.span("publish", topic_id, **{"agnext.message_id": message_id}):
-            await session.transport.publish(
-                envelope, routing_key(topic_id.source, topic_id.type), deadline
-            )
+        transport = session.transport
+        # A place among the publishes in flight first: a call waiting its turn holds no message.
+        async with transport.slot(deadline, f"publishing {message_id} to {topic_id}"):
+            type_name, content_type, payload = self._serializers.serialize(message)
+            envelope = Envelope(
+                id=message_id,
+                source=self._source(sender),
+                type=type_name,
+                kind=n.KIND_PUBLISH,
+                data=payload,
+                content_type=content_type,
+                topic=topic_id,
+                sender=sender,
+            )  # an event has no call path: nobody waits for it
+            with self._telemetry.span("publish", topic_id, **{"agnext.message_id": message_id}):
+                key = routing_key(topic_id.source, topic_id.type)
+                await transport.publish(envelope, key, deadline, holding=True)
 
     # -- agents that may live elsewhere --------------------------------------------------------
 

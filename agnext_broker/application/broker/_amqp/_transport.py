@@ -19,8 +19,10 @@ writes; each publish here still waits for its confirm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 import aiormq
@@ -34,6 +36,7 @@ from ....base import (
     ServiceUnavailableError,
     UndeliverableException,
 )
+from .._gate import Gate, Place
 from .._names import HEADER_DEAD_DETAIL, HEADER_DEAD_QUEUE, HEADER_DEAD_REASON, Names
 from .._settings import BrokerSettings, redact
 from .._wire import Envelope
@@ -54,8 +57,7 @@ class Transport:
         self._names = names
         self.server = redact(settings.amqp_url)
         self._connections: list[AbstractRobustConnection] = []
-        self._slots = asyncio.Semaphore(settings.max_in_flight_publishes)
-        self._in_flight = 0
+        self._slots = Gate(settings.max_in_flight_publishes)
         self.publish_channel: AbstractRobustChannel
         self.consume_channel: AbstractRobustChannel
         self.consumers: Consumers
@@ -63,8 +65,8 @@ class Transport:
 
     @property
     def in_flight(self) -> int:
-        """Messages published and not yet confirmed (or waiting to be)."""
-        return self._in_flight
+        """Messages published and not yet confirmed (or about to be)."""
+        return self._slots.taken
 
     @property
     def publishable(self) -> bool:
@@ -119,18 +121,23 @@ class Transport:
                 logger.debug("closing a connection failed: %s", e)
         self._connections = []
 
-    async def _acquire_slot(self, deadline: float, what: str) -> None:
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise PublishTimeoutError(
-                    f"{what} waited for one of the {self._settings.max_in_flight_publishes} "
-                    "publishes in flight (max_in_flight_publishes) until its deadline"
-                ) from None
-        else:
-            await self._slots.acquire()
+    def slot(self, deadline: float, what: str) -> Place:
+        """One of the ``max_in_flight_publishes`` places (``async with``), held until the
+        message is confirmed; waits (until ``deadline``) while all are taken. A caller takes
+        it before building its message, so that calls waiting their turn hold nothing but
+        themselves.
+
+        Raises:
+            PublishTimeoutError: no place came free by ``deadline``.
+        """
+
+        def timed_out() -> PublishTimeoutError:
+            return PublishTimeoutError(
+                f"{what} waited for one of the {self._settings.max_in_flight_publishes} "
+                "publishes in flight (max_in_flight_publishes) until its deadline"
+            )
+
+        return Place(self._slots, deadline, timed_out)
 
     async def _open_channel(self) -> aiormq.Channel:
         while True:
@@ -156,43 +163,37 @@ class Transport:
             PublishError: the broker returned a ``mandatory`` message (no queue is bound).
             PublishTimeoutError: not confirmed by ``deadline``.
         """
-        await self._acquire_slot(deadline, what)
-        self._in_flight += 1
         last_error: BaseException | None = None
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        channel = await self._open_channel()
-                        with amqp_errors(self.server):
-                            confirmation = await channel.basic_publish(
-                                body,
-                                exchange=exchange,
-                                routing_key=routing_key,
-                                properties=properties,
-                                mandatory=mandatory,
-                                wait=False,  # not holding the channel until written
-                            )
-                    if not isinstance(confirmation, spec.Basic.Nack):
-                        return
-                    last_error = ServiceUnavailableError(
-                        f"RabbitMQ at {self.server} refused {what} (nack): a queue is full "
-                        "(max-length with reject-publish) or the broker could not store it"
-                    )
-                    await asyncio.sleep(0.1)
-                except TimeoutError:
-                    raise PublishTimeoutError(
-                        f"RabbitMQ at {self.server} did not confirm {what} in time"
-                        + (f" ({last_error})" if last_error else " (the connection is down?)")
-                    ) from last_error
-                except ServiceUnavailableError as e:
-                    # The connection or channel went away under the publish: once it is back,
-                    # publish again (the same message id: receivers apply it once).
-                    last_error = e
-                    await asyncio.sleep(_REOPEN_PAUSE)
-        finally:
-            self._in_flight -= 1
-            self._slots.release()
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    channel = await self._open_channel()
+                    with amqp_errors(self.server):
+                        confirmation = await channel.basic_publish(
+                            body,
+                            exchange=exchange,
+                            routing_key=routing_key,
+                            properties=properties,
+                            mandatory=mandatory,
+                            wait=False,  # not holding the channel until written
+                        )
+                if not isinstance(confirmation, spec.Basic.Nack):
+                    return
+                last_error = ServiceUnavailableError(
+                    f"RabbitMQ at {self.server} refused {what} (nack): a queue is full "
+                    "(max-length with reject-publish) or the broker could not store it"
+                )
+                await asyncio.sleep(0.1)
+            except TimeoutError:
+                raise PublishTimeoutError(
+                    f"RabbitMQ at {self.server} did not confirm {what} in time"
+                    + (f" ({last_error})" if last_error else " (the connection is down?)")
+                ) from last_error
+            except ServiceUnavailableError as e:
+                # The connection or channel went away under the publish: once it is back,
+                # publish again (the same message id: receivers apply it once).
+                last_error = e
+                await asyncio.sleep(_REOPEN_PAUSE)
 
     def _properties(self, envelope: Envelope, reply_to: str | None) -> tuple[bytes, Any]:
         encoded = envelope.to_amqp()
@@ -211,27 +212,39 @@ class Transport:
         )
         return encoded.body, properties
 
+    def _room(self, deadline: float, what: str, holding: bool) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext() if holding else self.slot(deadline, what)
+
     async def send(
-        self, envelope: Envelope, routing_key: str, reply_to: str, deadline: float
+        self,
+        envelope: Envelope,
+        routing_key: str,
+        reply_to: str,
+        deadline: float,
+        *,
+        holding: bool = False,
     ) -> None:
-        """Publish a direct message; a recipient type with no queue fails at once.
+        """Publish a direct message; a recipient type with no queue fails at once. With
+        ``holding``, the caller already holds a :meth:`slot` for it.
 
         Raises:
             UndeliverableException: no queue is bound for the recipient's type.
             MessageTooLargeError: the message is over the size limit.
             PublishTimeoutError: not confirmed by ``deadline``.
         """
+        what = f"the message {envelope.id} to {envelope.recipient}"
         body, properties = self._properties(envelope, reply_to)
         try:
-            await self._publish(
-                self._names.direct_exchange,
-                routing_key,
-                body,
-                properties,
-                mandatory=True,
-                deadline=deadline,
-                what=f"the message {envelope.id} to {envelope.recipient}",
-            )
+            async with self._room(deadline, what, holding):
+                await self._publish(
+                    self._names.direct_exchange,
+                    routing_key,
+                    body,
+                    properties,
+                    mandatory=True,
+                    deadline=deadline,
+                    what=what,
+                )
         except PublishError as e:
             recipient = envelope.recipient
             raise UndeliverableException(
@@ -239,31 +252,31 @@ class Transport:
                 f"namespace {self._names.namespace!r}: no worker ever hosted it."
             ) from e
 
-    async def publish(self, envelope: Envelope, routing_key: str, deadline: float) -> None:
+    async def publish(
+        self, envelope: Envelope, routing_key: str, deadline: float, *, holding: bool = False
+    ) -> None:
         """Publish an event (an event no subscription matches is not an error)."""
-        body, properties = self._properties(envelope, None)
         topic = envelope.topic
-        await self._publish(
-            self._names.events_exchange,
-            routing_key,
-            body,
-            properties,
-            mandatory=False,
-            deadline=deadline,
-            what=f"the event {envelope.id} to topic {topic.type if topic else '?'}",
-        )
+        what = f"the event {envelope.id} to topic {topic.type if topic else '?'}"
+        body, properties = self._properties(envelope, None)
+        async with self._room(deadline, what, holding):
+            await self._publish(
+                self._names.events_exchange,
+                routing_key,
+                body,
+                properties,
+                mandatory=False,
+                deadline=deadline,
+                what=what,
+            )
 
     async def reply(self, envelope: Envelope, reply_to: str, deadline: float) -> None:
+        what = f"the response {envelope.id}"
         body, properties = self._properties(envelope, None)
-        await self._publish(
-            "",
-            reply_to,
-            body,
-            properties,
-            mandatory=False,
-            deadline=deadline,
-            what=f"the response {envelope.id}",
-        )
+        async with self.slot(deadline, what):
+            await self._publish(
+                "", reply_to, body, properties, mandatory=False, deadline=deadline, what=what
+            )
 
     async def dead_letter(
         self,
@@ -286,15 +299,17 @@ class Transport:
         properties = spec.Basic.Properties(
             content_type=content_type, headers=dead_headers, delivery_mode=PERSISTENT
         )
-        await self._publish(
-            self._names.dead_letter_exchange,
-            "",
-            body,
-            properties,
-            mandatory=False,
-            deadline=deadline,
-            what=f"a dead letter from {queue}",
-        )
+        what = f"a dead letter from {queue}"
+        async with self.slot(deadline, what):
+            await self._publish(
+                self._names.dead_letter_exchange,
+                "",
+                body,
+                properties,
+                mandatory=False,
+                deadline=deadline,
+                what=what,
+            )
         logger.warning(
             "dead-lettered a message from %s: %s (%s)",
             queue,
