@@ -6,6 +6,9 @@ proves itself against, on private RabbitMQ and Redis servers with three worker p
     .venv/bin/python scripts/chaos.py --quick         # shorter loads
     .venv/bin/python scripts/chaos.py --rows 1,3,12   # some rows
     .venv/bin/python scripts/chaos.py --json          # one JSON object per row, at the end
+    .venv/bin/python scripts/chaos.py --rows 3c,3o --before ../before
+        # rows 3c and 3o (the tally example, SIGTERM) also with the workers of another checkout,
+        # e.g. `git worktree add ../before <commit>`: a baseline measured in the same run
 
 Each row prints as it finishes: messages sent (confirmed or answered), handled (handler runs,
 re-runs included), effects (distinct messages applied), duplicates (applied twice: must be 0),
@@ -67,7 +70,10 @@ def _cells(outcome: Outcome) -> list[str]:
     ]
 
 
-async def run(rows: list[str], quick: bool, as_json: bool) -> int:
+BASELINE_ROWS = ("3c", "3o")
+
+
+async def run(rows: list[str], quick: bool, as_json: bool, before: Path | None) -> int:
     with tempfile.TemporaryDirectory(prefix="agnext-chaos-") as work:
         print("starting private RabbitMQ and Redis ...", file=sys.stderr, flush=True)
         rabbitmq = RabbitMQServer()
@@ -79,22 +85,30 @@ async def run(rows: list[str], quick: bool, as_json: bool) -> int:
             outcomes: list[Outcome] = []
             if not as_json:
                 print(_line([name for name, _ in COLUMNS]))
-            for number in rows:
+            runs = [(number, env) for number in rows]
+            if before is not None:
+                baseline = Env(rabbitmq, redis_server, env.work_dir, quick=quick, repo=before)
+                runs += [(number, baseline) for number in rows if number in BASELINE_ROWS]
+            for number, run_env in runs:
                 name, scenario = SCENARIOS[number]
-                print(f"row {number}: {name} ...", file=sys.stderr, flush=True)
+                label = "" if run_env is env else f" (workers of {run_env.repo})"
+                print(f"row {number}: {name}{label} ...", file=sys.stderr, flush=True)
                 began = time.monotonic()
-                outcome = await scenario(env)
+                outcome = await scenario(run_env)
                 outcome.notes["scenario s"] = round(time.monotonic() - began, 1)
-                outcomes.append(outcome)
+                if label:
+                    outcome.row += "*"
+                    outcome.notes["workers of"] = str(run_env.repo)
+                else:
+                    outcomes.append(outcome)  # a baseline is measured, not judged
                 await rabbitmq.aensure_running()
                 await redis_server.aensure_running()
-                if not as_json:
+                if as_json:
+                    print(json.dumps({**vars(outcome), "clean": outcome.clean}), flush=True)
+                else:
                     print(_line(_cells(outcome)), flush=True)
                     notes = ", ".join(f"{k}: {v}" for k, v in outcome.notes.items())
                     print(f"{'':5}{notes}", flush=True)
-            if as_json:
-                for outcome in outcomes:
-                    print(json.dumps({**vars(outcome), "clean": outcome.clean}))
             dirty = [o.row for o in outcomes if not o.clean]
             if dirty:
                 print(f"rows with losses, duplicates or failed calls: {dirty}", file=sys.stderr)
@@ -110,6 +124,11 @@ def main() -> int:
     parser.add_argument("--rows", help=f"comma-separated rows (default: {','.join(SCENARIOS)})")
     parser.add_argument("--quick", action="store_true", help="shorter loads")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout: rows 3c and 3o run with its workers too (a baseline)",
+    )
     args = parser.parse_args()
     # The faults make the client libraries of this process log every lost connection; the
     # table says what matters.
@@ -120,7 +139,7 @@ def main() -> int:
     unknown = [r for r in rows if r not in SCENARIOS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {', '.join(SCENARIOS)}")
-    return asyncio.run(run(rows, args.quick, args.json))
+    return asyncio.run(run(rows, args.quick, args.json, args.before))
 
 
 if __name__ == "__main__":

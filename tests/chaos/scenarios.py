@@ -35,6 +35,7 @@ from tests.chaos.harness import (
     repeat,
     send_credits,
 )
+from tests.chaos.tally import sigterm_tally
 from tests.servers import RabbitMQServer, RedisServer
 
 
@@ -44,6 +45,7 @@ class Env:
     redis: RedisServer
     work_dir: Path
     quick: bool = False
+    repo: Path = REPO_ROOT  # the checkout the tally rows run their workers from
 
     def scale(self, full: int, quick: int) -> int:
         return quick if self.quick else full
@@ -151,6 +153,22 @@ async def sigterm_in_flight(env: Env) -> Outcome:
         calls = await load
         fill(outcome, calls)
         return await cluster.check(outcome, calls.sent, attempted=calls.attempted)
+
+
+@row("3c", "tally example: SIGTERM of the coordinator's worker")
+async def tally_sigterm_coordinator(env: Env) -> Outcome:
+    name = SCENARIOS["3c"][0]
+    return await sigterm_tally(
+        env.rabbitmq, env.redis, env.work_dir, env.repo, stop="coordinator", row="3c", name=name
+    )
+
+
+@row("3o", "tally example: SIGTERM of the other worker")
+async def tally_sigterm_other(env: Env) -> Outcome:
+    name = SCENARIOS["3o"][0]
+    return await sigterm_tally(
+        env.rabbitmq, env.redis, env.work_dir, env.repo, stop="other", row="3o", name=name
+    )
 
 
 # -- the broker -----------------------------------------------------------------------------
