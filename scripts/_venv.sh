@@ -4,14 +4,14 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 python=""
-for candidate in python3.13 python3.12 python3.11 python3.10 python3; do
+for candidate in python3.13 python3.12 python3.11 python3; do
   if command -v "$candidate" >/dev/null 2>&1 &&
-     "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+     "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     python="$candidate"; break
   fi
 done
 if [ -z "$python" ]; then
-  echo "agnext-broker needs Python 3.10 or newer; install it (e.g. apt-get install python3 python3-venv) and run again." >&2
+  echo "agnext-broker needs Python 3.11 or newer (aio-pika 10 does); install it (e.g. apt-get install python3 python3-venv) and run again." >&2
   exit 1
 fi
 

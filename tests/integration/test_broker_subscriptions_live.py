@@ -35,7 +35,7 @@ def knows(runtime: BrokerAgentRuntime, subscription: TypePrefixSubscription) -> 
         isinstance(s, TypePrefixSubscription)
         and s.topic_type_prefix == subscription.topic_type_prefix
         and s.agent_type == subscription.agent_type
-        for s in runtime._all_subscriptions
+        for s in runtime._sharing.subscriptions
     )
 
 
@@ -66,7 +66,7 @@ async def test_subscription_added_at_run_time_reaches_a_worker_within_a_heartbea
         w_knows,
         timeout=BOUND,
         what=f"W's known subscriptions include {prefix!r} (added by P)",
-        details=lambda: f"W knows {w._all_subscriptions!r}",
+        details=lambda: f"W knows {w._sharing.subscriptions!r}",
     )
     # Two matching subscriptions: counter/k receives the one event twice.
     assert await count_after_one_event(p, "k") == 2
@@ -80,7 +80,7 @@ async def test_subscription_added_at_run_time_reaches_a_worker_within_a_heartbea
         w_forgot,
         timeout=BOUND,
         what=f"W's known subscriptions no longer include {prefix!r} (removed by P)",
-        details=lambda: f"W knows {w._all_subscriptions!r}",
+        details=lambda: f"W knows {w._sharing.subscriptions!r}",
     )
     # One matching subscription again.
     assert await count_after_one_event(p, "k") == 3

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from opentelemetry.trace import TracerProvider
 
@@ -30,17 +30,18 @@ from ...base import (
 )
 from .._runtime_core import RuntimeCore, calling_path, new_message_id
 from . import _names as n
+from ._lifecycle import Lifecycle
 from ._redis import RegistryView, subscription_to_json
 from ._replies import CONTROL_LOAD_STATE, CONTROL_METADATA, CONTROL_SAVE_STATE
 from ._routing import routing_key
 from ._session import Session
 from ._settings import BrokerSettings, redact
+from ._sharing import Sharing
 from ._wire import Envelope
 
 logger = logging.getLogger("agnext_broker")
 
 T = TypeVar("T", bound=Agent)
-State = Literal["new", "starting", "running", "stopping", "stopped", "failed"]
 
 
 class BrokerAgentRuntime(RuntimeCore):
@@ -81,32 +82,27 @@ class BrokerAgentRuntime(RuntimeCore):
         self._names = n.Names(self.settings.namespace)
         self._ignore_unhandled_exceptions = ignore_unhandled_exceptions
         self._background_exception: BaseException | None = None
-        self._session: Session | None = None
-        self._state: State = "new"
-        self._state_changed = asyncio.Event()
+        self._life = Lifecycle()
+        self._sharing = Sharing(self.settings.namespace)
         self._starting: asyncio.Task[None] | None = None
-        self._start_error: BaseException | None = None
-        self._partitions: dict[str, int] = {}  # any agent type -> partition count (cache)
         self._message_types: dict[str, list[str]] = {}  # hosted type -> wire names it takes
-        self._all_subscriptions: list[Subscription] = []
-        self._subscriptions_version = -1
         self._reloading: asyncio.Task[None] | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def _session(self) -> Session | None:
+        """The session while the runtime runs or drains (the tests look at it)."""
+        return self._life.session
 
-    def _set_state(self, state: State) -> None:
-        self._state = state
-        self._state_changed.set()
-        self._state_changed = asyncio.Event()
+    # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> _Starting:
         """Connect and start hosting. Returns at once; ``await runtime.start()`` waits until
         connected (and raises if it cannot connect within ``connect_timeout``). Sends and
         publishes made before that wait for it, within their own bounds."""
-        if self._state in ("starting", "running", "stopping"):
+        if self._life.state in ("starting", "running", "stopping"):
             raise RuntimeError("The runtime is already started.")
-        self._start_error = None
-        self._set_state("starting")
+        self._life.start_error = None
+        self._life.become("starting")
         self._starting = asyncio.get_running_loop().create_task(self._start())
         self._starting.add_done_callback(_log_start_failure)
         return _Starting(self._starting)
@@ -123,6 +119,8 @@ class BrokerAgentRuntime(RuntimeCore):
             },
         )
         await self._forget_stopped_agents()
+        sharing = self._sharing
+        session: Session | None = None
         try:
             session = await Session.open(
                 settings,
@@ -130,30 +128,26 @@ class BrokerAgentRuntime(RuntimeCore):
                 directory=self._directory,
                 serializers=self._serializers,
                 telemetry=self._telemetry,
-                subscriptions=lambda: self._all_subscriptions,
-                reload_subscriptions=self._reload_subscriptions,
+                subscriptions=lambda: sharing.subscriptions,
+                reload_subscriptions=sharing.reload,
                 on_view=self._on_view,
                 on_event_failure=self._event_failed,
             )
-        except BaseException as e:
-            self._start_error = e
-            self._set_state("failed")
-            raise
-        self._session = session
-        try:
+            sharing.session = session
             for agent_type in sorted(self._directory.agent_types):
-                await self._host_type(session, agent_type)
+                await self._host_type(agent_type)
             for subscription in self._subscriptions.subscriptions:
-                await self._share_subscription(session, subscription)
-            await self._reload_subscriptions()
+                await sharing.share(subscription)
+            await sharing.reload()
             await session.begin()
         except BaseException as e:
-            self._start_error = e
-            self._session = None
-            await session.close(asyncio.get_running_loop().time())
-            self._set_state("failed")
+            self._life.start_error = e
+            sharing.session = None
+            if session is not None:
+                await session.close(asyncio.get_running_loop().time())
+            self._life.become("failed")
             raise
-        self._set_state("running")
+        self._life.become("running", session)
 
     async def _forget_stopped_agents(self) -> None:
         """Instances kept after a stop may be stale once the runtime starts again: the
@@ -164,49 +158,30 @@ class BrokerAgentRuntime(RuntimeCore):
                 await agent.close()
 
     async def _until_running(
-        self, deadline: float, timeout_error: type[AgnextTimeoutError]
-    ) -> Session:
-        """The session, once the runtime runs (or drains); waits for a start until
-        ``deadline``."""
-        loop = asyncio.get_running_loop()
-        while True:
-            session = self._session
-            if session is not None and self._state in ("running", "stopping"):
-                return session
-            if self._state == "failed" and self._start_error is not None:
-                raise ServiceUnavailableError(
-                    f"the runtime could not start: {self._start_error}"
-                ) from self._start_error
-            left = deadline - loop.time()
-            if left <= 0:
-                raise timeout_error(
-                    "The runtime was not started in time: call runtime.start() before (or "
-                    "soon after) sending or publishing."
-                )
-            changed = self._state_changed
-            try:
-                async with asyncio.timeout(left):
-                    await changed.wait()
-            except TimeoutError:
-                pass
+        self, timeout_error: type[AgnextTimeoutError] = RpcTimeoutError, bound: float = 0.0
+    ) -> tuple[Session, float]:
+        """The session once the runtime runs, and the call's deadline (``loop.time()``):
+        ``bound`` seconds from now (default ``rpc_timeout``), which waiting for a start uses
+        up too."""
+        bound = bound or self.settings.rpc_timeout
+        deadline = asyncio.get_running_loop().time() + bound
+        return await self._life.until_running(deadline, timeout_error), deadline
 
     def _on_view(self, view: RegistryView) -> None:
         """After every heartbeat: rebalance, end waits for unhosted types, pick up changed
         subscriptions."""
-        session = self._session
+        session = self._sharing.session
         if session is None:
             return
         session.hosting.on_view(view)
         if session.liveness.trusts_absence():
             session.rpc.fail_unhosted(view.hosted_types, view.asked_at, self._names.namespace)
-        if view.subscriptions_version != self._subscriptions_version and (
-            self._reloading is None or self._reloading.done()
-        ):
+        if self._sharing.changed(view) and (self._reloading is None or self._reloading.done()):
             self._reloading = asyncio.create_task(self._reload_quietly())
 
     async def _reload_quietly(self) -> None:
         try:
-            await self._reload_subscriptions()
+            await self._sharing.reload()
         except ServiceUnavailableError as e:
             logger.debug("reloading the subscriptions failed: %s", e)
 
@@ -219,16 +194,16 @@ class BrokerAgentRuntime(RuntimeCore):
             Exception: with ``ignore_unhandled_exceptions=False``, the first exception an event
                 handler raised (its message went to the dead-letter queue).
         """
-        if self._state not in ("starting", "running", "failed"):
+        if not self._life.started:
             raise RuntimeError("The runtime is not started.")
         starting, self._starting = self._starting, None
         if starting is not None and not starting.done():
             starting.cancel()
         if starting is not None:
             await asyncio.gather(starting, return_exceptions=True)
-        session = self._session
+        session = self._life.running
         if session is not None:
-            self._set_state("stopping")
+            self._life.become("stopping", session)
             deadline = asyncio.get_running_loop().time() + self.settings.drain_timeout
             logger.info(
                 "draining: finishing the turns in flight, then leaving",
@@ -237,8 +212,8 @@ class BrokerAgentRuntime(RuntimeCore):
             try:
                 await session.close(deadline)
             finally:
-                self._session = None
-        self._set_state("stopped")
+                self._sharing.session = None
+        self._life.become("stopped")
         error, self._background_exception = self._background_exception, None
         if error is not None:
             raise error
@@ -247,29 +222,8 @@ class BrokerAgentRuntime(RuntimeCore):
         """Stop once nothing is in flight here: no delivery being handled, no message of this
         process waiting for its confirm, no queue this worker consumes holding a message, and
         no RPC of this process waiting for its response."""
-        loop = asyncio.get_running_loop()
-        session = await self._until_running(
-            loop.time() + self.settings.rpc_timeout, RpcTimeoutError
-        )
-        hosting, transport, rpc = session.hosting, session.transport, session.rpc
-
-        stats = hosting.ownership.stats
-
-        def quiet() -> bool:
-            return not rpc.waiting and hosting.in_flight == 0 and transport.in_flight == 0
-
-        async def idle() -> bool:
-            # A delivery could come, be handled and publish to a queue already looked at while
-            # the queues are asked one by one: then nothing was received in between.
-            received = stats.received
-            return (
-                quiet()
-                and await hosting.ownership.queues_empty()
-                and quiet()
-                and (stats.received == received)
-            )
-
-        while not await idle():  # noqa: ASYNC110 - the queues can only be polled
+        session, _ = await self._until_running()
+        while not await session.idle():  # noqa: ASYNC110 - the queues can only be polled
             await asyncio.sleep(check_period)
         await self.stop()
 
@@ -279,7 +233,7 @@ class BrokerAgentRuntime(RuntimeCore):
         await self.stop()
 
     async def close(self) -> None:
-        if self._state in ("starting", "running", "failed"):
+        if self._life.started:
             await self.stop()
         await self._close_agents()
         for agent_id in self._directory.active_ids():
@@ -302,9 +256,9 @@ class BrokerAgentRuntime(RuntimeCore):
             type, agent_factory, expected_class=expected_class
         )
         self._message_types[agent_type.type] = _handled_message_types(expected_class)
-        session = self._session
-        if session is not None and self._state == "running":
-            await self._host_type(session, agent_type.type)
+        session = self._life.running
+        if session is not None:
+            await self._host_type(agent_type.type)
             # announce the type and consume its partitions now
             await session.hosting.ownership.rebalance(await session.liveness.beat())
         return agent_type
@@ -315,90 +269,30 @@ class BrokerAgentRuntime(RuntimeCore):
             "cannot move between workers. Register a factory instead."
         )
 
-    async def _host_type(self, session: Session, agent_type: str) -> None:
-        partitions = await session.registry.register_type(
-            agent_type, self.settings.partitions, self._message_types.get(agent_type, [])
-        )
-        self._partitions[agent_type] = partitions
-        topology = session.transport.topology
-        await topology.declare_type(agent_type, partitions)
-        _, shared = await session.registry.subscriptions()
-        for subscription in shared:
-            if getattr(subscription, "agent_type", None) == agent_type:
-                await topology.bind(subscription, agent_type, partitions)
-        # Only now may a rebalance (perhaps running concurrently) consume its queues.
-        session.hosting.hosted[agent_type] = partitions
+    async def _host_type(self, agent_type: str) -> None:
+        message_types = self._message_types.get(agent_type, [])
+        await self._sharing.host_type(agent_type, self.settings.partitions, message_types)
 
     async def add_subscription(self, subscription: Subscription) -> None:
         subscription_to_json(subscription)  # refuse kinds the broker cannot share, up front
         await super().add_subscription(subscription)
-        session = self._session
-        if session is not None and self._state == "running":
-            await self._share_subscription(session, subscription)
-            await self._reload_subscriptions()
+        if self._life.running is not None:
+            await self._sharing.share(subscription)
+            await self._sharing.reload()
 
     async def remove_subscription(self, id: str) -> None:
-        loop = asyncio.get_running_loop()
-        session = await self._until_running(
-            loop.time() + self.settings.rpc_timeout, RpcTimeoutError
-        )
+        await self._until_running()
         local = [s for s in self._subscriptions.subscriptions if s.id == id]
         removed = local[0] if local else None
         if removed is None:
-            await self._reload_subscriptions()
-            removed = next((s for s in self._all_subscriptions if s.id == id), None)
+            await self._sharing.reload()
+            removed = self._sharing.find(id)
         if removed is None:
             raise ValueError(f"No subscription has id {id!r}.")
         if local:
             self._subscriptions.remove(id)
-        await session.registry.remove_subscription(removed)
-        agent_type = getattr(removed, "agent_type", "")
-        partitions = await self._partitions_of(session, agent_type)
-        if partitions is not None:
-            await session.transport.topology.unbind(removed, agent_type, partitions)
-        await self._reload_subscriptions()
-
-    async def _share_subscription(self, session: Session, subscription: Subscription) -> None:
-        await session.registry.add_subscription(subscription)
-        agent_type = getattr(subscription, "agent_type", "")
-        partitions = await self._partitions_of(session, agent_type)
-        if partitions is not None:  # else the first worker hosting the type binds it
-            await session.transport.topology.bind(subscription, agent_type, partitions)
-
-    async def _reload_subscriptions(self) -> None:
-        session = self._session
-        if session is None:
-            return
-        version, subscriptions = await session.registry.subscriptions()
-        self._all_subscriptions = subscriptions
-        self._subscriptions_version = version
-
-    async def _partitions_of(self, session: Session, agent_type: str) -> int | None:
-        partitions = self._partitions.get(agent_type)
-        if partitions is None:
-            partitions = await session.registry.partitions_of(agent_type)
-            if partitions is not None:
-                self._partitions[agent_type] = partitions
-        return partitions
-
-    async def _check_hosted(self, session: Session, recipient: AgentId) -> None:
-        """Fail at once for a type no live worker hosts; when the registry cannot be read, or
-        has just become readable again (every heartbeat may have expired meanwhile), send
-        anyway: the response comes within the caller's timeout, or the timeout ends the wait."""
-        view = session.liveness.view
-        if view is not None and recipient.type in view.hosted_types:
-            return
-        try:
-            view = await session.liveness.fresh_view()
-        except ServiceUnavailableError as e:
-            logger.debug("cannot read the registry (%s); sending to %s anyway", e, recipient)
-            return
-        if recipient.type in view.hosted_types or not session.liveness.trusts_absence():
-            return
-        raise UndeliverableException(
-            f"No live worker hosts agent type {recipient.type!r} in namespace "
-            f"{self._names.namespace!r}; cannot send to {recipient}."
-        )
+        await self._sharing.unshare(removed)
+        await self._sharing.reload()
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -420,11 +314,10 @@ class BrokerAgentRuntime(RuntimeCore):
             asyncio.CancelledError: ``cancellation_token`` was cancelled.
             Exception: what the handler raised (its type, or :class:`RemoteHandlerError`).
         """
-        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
-        session = await self._until_running(deadline, RpcTimeoutError)
+        session, deadline = await self._until_running()
         if message_id is None:
             message_id = new_message_id()
-        await self._check_hosted(session, recipient)
+        await self._sharing.check_hosted(recipient)
         token = self._token(cancellation_token)
         if self._interventions.active:
             ctx = MessageContext(sender, None, True, token, message_id)
@@ -456,9 +349,8 @@ class BrokerAgentRuntime(RuntimeCore):
 
     async def _control(self, agent: AgentId, operation: str, payload: Any = None) -> Any:
         """A state or metadata request, answered by the agent's worker in the agent's turn."""
-        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
-        session = await self._until_running(deadline, RpcTimeoutError)
-        await self._check_hosted(session, agent)
+        session, deadline = await self._until_running()
+        await self._sharing.check_hosted(agent)
         message_id = new_message_id()
         request = Envelope(
             id=message_id,
@@ -489,8 +381,9 @@ class BrokerAgentRuntime(RuntimeCore):
             PublishTimeoutError: not confirmed within ``publish_timeout`` (the broker cannot be
                 reached, or refuses it); publishing again with the same ``message_id`` is safe.
         """
-        deadline = asyncio.get_running_loop().time() + self.settings.publish_timeout
-        session = await self._until_running(deadline, PublishTimeoutError)
+        session, deadline = await self._until_running(
+            PublishTimeoutError, self.settings.publish_timeout
+        )
         if message_id is None:
             message_id = new_message_id()
         if self._interventions.active:
@@ -531,8 +424,8 @@ class BrokerAgentRuntime(RuntimeCore):
         Raises:
             NotAccessibleError: the agent lives on another worker.
         """
-        session = self._session
-        if self._state == "running" and session is not None:
+        session = self._life.running
+        if session is not None:
             if not session.hosting.owns(id):
                 raise NotAccessibleError(f"Agent {id} is not hosted by this worker.")
         elif self._directory.get_active(id) is None:
@@ -558,19 +451,17 @@ class BrokerAgentRuntime(RuntimeCore):
     async def save_state(self) -> Mapping[str, Any]:
         """The saved state of every agent of the namespace, keyed ``"type/key"`` (read from
         Redis: what the agents' last handled messages left)."""
-        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
-        session = await self._until_running(deadline, RpcTimeoutError)
+        session, _ = await self._until_running()
         return await session.store.all_states()
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
         """Load each ``"type/key"`` entry into its agent; types no live worker hosts are
         skipped."""
-        deadline = asyncio.get_running_loop().time() + self.settings.rpc_timeout
-        session = await self._until_running(deadline, RpcTimeoutError)
+        await self._until_running()
         for key, agent_state in state.items():
             agent_id = AgentId.from_str(key)
             try:
-                await self._check_hosted(session, agent_id)
+                await self._sharing.check_hosted(agent_id)
                 await self.agent_load_state(agent_id, agent_state)
             except UndeliverableException:
                 continue

@@ -153,6 +153,23 @@ class Session:
             except Exception:
                 logger.exception("idle sweep failed")
 
+    async def idle(self) -> bool:
+        """Whether nothing is in flight here: no delivery being handled, no message waiting
+        for its confirm, no queue this worker consumes holding a message, no RPC of this
+        process waiting for its response."""
+        hosting, transport, rpc = self.hosting, self.transport, self.rpc
+        stats = hosting.ownership.stats
+
+        def quiet() -> bool:
+            return not rpc.waiting and hosting.in_flight == 0 and transport.in_flight == 0
+
+        # A delivery could come, be handled and publish to a queue already looked at while the
+        # queues are asked one by one: then something was received in between.
+        received = stats.received
+        if not quiet() or not await hosting.ownership.queues_empty():
+            return False
+        return quiet() and stats.received == received
+
     async def close(self, deadline: float) -> None:
         """Drain (until ``deadline``), leave the registry, and disconnect."""
         if self._sweeper is not None:
