@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 import zlib
 from collections.abc import Awaitable
@@ -212,3 +213,49 @@ async def test_cancelled_rpc_whose_handler_ignores_its_token_is_cancelled_after_
     assert await client.send_message(Increment(3), agent) == 5
     assert time.monotonic() - started < 20
     assert (await client.send_message(Nap(0.0), agent)).count == 5
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+async def test_a_second_sigterm_during_the_drain_ends_the_worker_at_once_and_loses_nothing(
+    workers: WorkerPool,
+    runtimes: RuntimePool,
+    redis_client: redis.asyncio.Redis,
+    tmp_path: Path,
+) -> None:
+    # A drain that would take long: the victim's handler naps for 30 s, within drain_timeout.
+    workers.env = {"AGNEXT_DRAIN_TIMEOUT": "120"}
+    hosts = await workers.start_hosts(redis_client, 2)
+    client = await runtimes.start(rpc_timeout=120.0)
+    key = "drowsy"
+    agent = AgentId(COUNTER_TYPE, key)
+    assert await client.send_message(Increment(3), agent) == 3
+    victim = await _host_of(workers, redis_client, hosts, key)
+    survivor = next(w for w in hosts if w is not victim)
+
+    marker = tmp_path / "napping"
+    call = asyncio.ensure_future(
+        client.send_message(Nap(30.0, str(marker)), agent, message_id="long-nap")
+    )
+    await wait_until(lambda: asyncio.sleep(0, marker.exists()), timeout=15, what="the nap began")
+    victim.process.terminate()
+    await wait_until(
+        lambda: asyncio.sleep(0, "second signal exits now" in victim.log()),
+        timeout=15,
+        what="the victim drains",
+    )
+    assert victim.alive  # still draining: its handler naps
+    victim.process.terminate()  # the second SIGTERM: no more waiting
+    second = time.monotonic()
+    code = await workers.wait_exit(victim, timeout=10)
+    print(f"exited {time.monotonic() - second:.2f} s after the second SIGTERM, code {code}")
+    assert code == 128 + signal.SIGTERM
+    assert "exiting now" in victim.log()
+
+    # Its unacknowledged request is delivered again to the survivor, which answers it (the nap
+    # runs again there); the caller never sees the stop.
+    marker.unlink()
+    status = await asyncio.wait_for(call, 110)
+    assert isinstance(status, Status)
+    assert status.pid == survivor.pid
+    assert status.count == 3
