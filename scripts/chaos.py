@@ -7,8 +7,9 @@ proves itself against, on private RabbitMQ and Redis servers with three worker p
     .venv/bin/python scripts/chaos.py --rows 1,3,12   # some rows
     .venv/bin/python scripts/chaos.py --json          # one JSON object per row, at the end
     .venv/bin/python scripts/chaos.py --rows 3c,3o --before ../before
-        # rows 3c and 3o (the tally example, SIGTERM) also with the workers of another checkout,
-        # e.g. `git worktree add ../before <commit>`: a baseline measured in the same run
+        # rows 3c and 3o (the tally example, SIGTERM) and 19b (a caller's burst) also with the
+        # package of another checkout, e.g. `git worktree add ../before <commit>`: a baseline
+        # measured in the same run
 
 Each row prints as it finishes: messages sent (confirmed or answered), handled (handler runs,
 re-runs included), effects (distinct messages applied), duplicates (applied twice: must be 0),
@@ -70,7 +71,7 @@ def _cells(outcome: Outcome) -> list[str]:
     ]
 
 
-BASELINE_ROWS = ("3c", "3o")
+BASELINE_ROWS = ("3c", "3o", "19b")
 
 
 async def run(rows: list[str], quick: bool, as_json: bool, before: Path | None) -> int:
@@ -127,7 +128,7 @@ def main() -> int:
     parser.add_argument(
         "--before",
         type=Path,
-        help="another checkout: rows 3c and 3o run with its workers too (a baseline)",
+        help="another checkout: rows 3c, 3o and 19b run with its package too (a baseline)",
     )
     args = parser.parse_args()
     # The faults make the client libraries of this process log every lost connection; the

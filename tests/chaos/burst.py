@@ -1,21 +1,34 @@
 """A caller that starts N ``publish_message`` calls at once and reports its own memory:
 
-    python -m tests.chaos.burst <amqp_url> <redis_url> <namespace> <N>
+    python tests/chaos/burst.py <amqp_url> <redis_url> <namespace> <N>
 
 prints one JSON line: confirmed, failed, RSS (MB) before, at its peak and after, median and p99
-latency of a publish (ms), seconds in all.
+latency of a publish (ms), seconds in all. It needs nothing but the package (its ``Credit`` is
+the ledger app's wire type), so it runs with another checkout's package too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import sys
 import time
+from dataclasses import dataclass
 
-from agnext_broker import BrokerAgentRuntime, BrokerSettings, TopicId
-from tests.chaos.app import CREDITS_TOPIC, Credit
+from agnext_broker import TopicId
+from agnext_broker.application.broker import BrokerAgentRuntime, BrokerSettings
+
+CREDITS_TOPIC = "credits"
+
+
+@dataclass
+class Credit:  # the ledger app's message, as it travels (tests/chaos/app.py)
+    amount: int = 1
+    nap: float = 0.0
+    poison: bool = False
+    exclusive: bool = False
 
 
 def rss_mb() -> float:
@@ -27,13 +40,15 @@ def rss_mb() -> float:
 
 
 async def main(amqp_url: str, redis_url: str, namespace: str, count: int) -> dict[str, object]:
-    settings = BrokerSettings(
-        amqp_url=amqp_url,
-        redis_url=redis_url,
-        namespace=namespace,
-        partitions=8,
-        publish_timeout=300.0,
-    )
+    values: dict[str, object] = {
+        "amqp_url": amqp_url,
+        "redis_url": redis_url,
+        "namespace": namespace,
+        "partitions": 8,
+        "publish_timeout": 300.0,  # a version without this bound ignores it
+    }
+    known = {f.name for f in dataclasses.fields(BrokerSettings)}
+    settings = BrokerSettings(**{k: v for k, v in values.items() if k in known})
     runtime = BrokerAgentRuntime(settings)
     await runtime.start()
     await runtime.publish_message(Credit(), TopicId(CREDITS_TOPIC, "warm"), message_id="warm")

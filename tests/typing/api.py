@@ -11,12 +11,20 @@ from pydantic import BaseModel
 from agnext_broker import (
     AgentId,
     AgentRuntime,
+    AgnextError,
+    BrokerAgentRuntime,
+    BrokerSettings,
     CancellationToken,
     ClosureAgent,
     ClosureContext,
     DefaultTopicId,
     MessageContext,
+    MessageRejectedError,
+    PublishTimeoutError,
+    ResponseExpiredError,
     RoutedAgent,
+    RpcTimeoutError,
+    ServiceUnavailableError,
     SingleThreadedAgentRuntime,
     TopicId,
     TypeSubscription,
@@ -103,3 +111,26 @@ async def lifecycle() -> None:
     runtime.start()
     await runtime.stop_when(lambda: True)
     await runtime.close()
+
+
+async def broker() -> None:
+    settings = BrokerSettings.from_env(namespace="apps", rpc_timeout=5.0)
+    runtime: AgentRuntime = BrokerAgentRuntime(settings.with_changes(publish_timeout=5.0))
+    broker_runtime = BrokerAgentRuntime(amqp_url="amqp://localhost/", redis_url="redis://")
+    await broker_runtime.start()
+    await Oracle.register(runtime, "oracle", Oracle)
+    try:
+        await runtime.send_message(Question("why?"), AgentId("oracle", "default"))
+    except RpcTimeoutError as timed_out:
+        reason: TimeoutError = timed_out
+        assert isinstance(reason, AgnextError)
+    except (ServiceUnavailableError, MessageRejectedError, ResponseExpiredError) as e:
+        failure: AgnextError = e
+        assert failure
+    try:
+        await runtime.publish_message(Question("hi"), TopicId("questions", "k"))
+    except PublishTimeoutError as e:
+        not_confirmed: TimeoutError = e
+        assert not_confirmed
+    await broker_runtime.stop_when_idle()
+    await broker_runtime.close()
