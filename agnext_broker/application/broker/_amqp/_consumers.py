@@ -25,6 +25,7 @@ import aiormq
 from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
+from ....base import ServiceUnavailableError
 from ._acks import Acknowledgements
 from ._errors import amqp_errors
 
@@ -175,11 +176,23 @@ class Consumers:
             self._restoring = asyncio.create_task(self._restore())
 
     async def _restore(self) -> None:
-        while not await self._until_publishable():
-            pass
-        for tag, consumer in list(self._wanted.items()):
-            try:
-                await self._register(tag, consumer, answer_within=30)
-                logger.info("consuming %s again after a reconnect", consumer.queue)
-            except Exception as e:
-                logger.error("could not consume %s again after a reconnect: %s", consumer.queue, e)
+        missing = dict(self._wanted)
+        while missing:
+            while not await self._until_publishable():
+                pass
+            for tag, consumer in list(missing.items()):
+                if tag not in self._wanted:  # cancelled meanwhile
+                    del missing[tag]
+                    continue
+                try:
+                    await self._register(tag, consumer, answer_within=30)
+                    del missing[tag]
+                    logger.info("consuming %s again after a reconnect", consumer.queue)
+                except ServiceUnavailableError as e:
+                    logger.warning(
+                        "could not consume %s again after a reconnect (%s); trying again",
+                        consumer.queue,
+                        e,
+                    )
+            if missing:
+                await asyncio.sleep(1.0)
