@@ -26,9 +26,11 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +233,6 @@ class Cluster:
             await asyncio.sleep(0.1)
 
     def owner_of(self, key: str, holders: list[str | None]) -> Worker | None:
-        import zlib
-
         holder = holders[zlib.crc32(key.encode()) & (PARTITIONS - 1)]
         return next((w for w in self.workers if w.worker_id == holder and w.alive), None)
 
@@ -355,6 +355,30 @@ class Calls:
     latencies: list[float] = field(default_factory=list)
 
 
+async def _until_through(
+    calls: Calls, message_id: str, attempt: Callable[[], Awaitable[Any]], patience: float
+) -> None:
+    """Try ``attempt()`` (with the same message id every time) until it goes through, for up
+    to ``patience`` seconds; record the outcome in ``calls``."""
+    loop = asyncio.get_running_loop()
+    calls.attempted.append(message_id)
+    give_up = loop.time() + patience
+    while True:
+        sent_at = loop.time()
+        try:
+            await attempt()
+            calls.sent.append(message_id)
+            calls.latencies.append(loop.time() - sent_at)
+            return
+        except RETRYABLE as e:
+            calls.errors[type(e).__name__] += 1
+            if loop.time() > give_up:
+                calls.failed.append(message_id)
+                return
+            calls.retries += 1
+            await asyncio.sleep(0.2)
+
+
 async def publish_credits(
     client: BrokerAgentRuntime,
     keys: list[str],
@@ -381,22 +405,12 @@ async def publish_credits(
                 await asyncio.sleep(max(0.0, began + index / rate - loop.time()))
             message_id = f"{prefix}-{index}"
             topic = TopicId(CREDITS_TOPIC, keys[index % len(keys)])
-            calls.attempted.append(message_id)
-            give_up = loop.time() + patience
-            while True:
-                sent_at = loop.time()
-                try:
-                    await client.publish_message(message, topic, message_id=message_id)
-                    calls.sent.append(message_id)
-                    calls.latencies.append(loop.time() - sent_at)
-                    break
-                except RETRYABLE as e:
-                    calls.errors[type(e).__name__] += 1
-                    if loop.time() > give_up:
-                        calls.failed.append(message_id)
-                        break
-                    calls.retries += 1
-                    await asyncio.sleep(0.2)
+            await _until_through(
+                calls,
+                message_id,
+                partial(client.publish_message, message, topic, message_id=message_id),
+                patience,
+            )
 
     await asyncio.gather(*(lane() for _ in range(lanes)))
     return calls
@@ -417,29 +431,18 @@ async def send_credits(
     ``patience`` seconds."""
     calls = Calls()
     message = credit or Credit()
-    loop = asyncio.get_running_loop()
     indexes = iter(range(count))
 
     async def lane() -> None:
         for index in indexes:
             message_id = f"{prefix}-{index}"
             agent = AgentId(LEDGER_TYPE, keys[index % len(keys)])
-            calls.attempted.append(message_id)
-            give_up = loop.time() + patience
-            while True:
-                sent_at = loop.time()
-                try:
-                    await client.send_message(message, agent, message_id=message_id)
-                    calls.sent.append(message_id)
-                    calls.latencies.append(loop.time() - sent_at)
-                    break
-                except RETRYABLE as e:
-                    calls.errors[type(e).__name__] += 1
-                    if loop.time() > give_up:
-                        calls.failed.append(message_id)
-                        break
-                    calls.retries += 1
-                    await asyncio.sleep(0.2)
+            await _until_through(
+                calls,
+                message_id,
+                partial(client.send_message, message, agent, message_id=message_id),
+                patience,
+            )
 
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     return calls
