@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -67,33 +66,11 @@ def _rpc_with_routing_key(
     recipient: str,
     headers: dict[str, Any],
     body: bytes,
-    timeout: float = 20.0,
 ) -> tuple[pika.spec.BasicProperties, bytes]:
     """An RPC as docs/wire-format.md describes it, but published with ``routing_key``."""
+    agent_type, _, key = recipient.partition("/")
     with Pika(url) as client:
-        reply_queue = client.channel.queue_declare("", exclusive=True).method.queue
-        correlation = uuid.uuid4().hex
-        headers = {
-            **headers,
-            "ce-agkind": "send",
-            "ce-agrecipient": recipient,
-            "ce-agcorrelation": correlation,
-        }
-        client.publish(
-            f"{namespace}.direct",
-            routing_key,
-            body,
-            headers,
-            reply_to=reply_queue,
-            correlation_id=correlation,
-            mandatory=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = client.get(reply_queue, deadline - time.monotonic())
-            if got is not None and got[0].correlation_id == correlation:
-                return got
-    raise AssertionError(f"no response to {headers} within {timeout} s")
+        return client.rpc(namespace, agent_type, key, headers, body, routing_key=routing_key)
 
 
 async def dead_letter(url: str, namespace: str) -> tuple[dict[str, Any], bytes]:

@@ -129,8 +129,10 @@ class Pika:
         headers: dict[str, Any],
         body: bytes,
         timeout: float = 20.0,
+        routing_key: str | None = None,
     ) -> tuple[pika.spec.BasicProperties, bytes]:
-        """Call ``agent_type/key`` as docs/wire-format.md describes; return the response."""
+        """Call ``agent_type/key`` as docs/wire-format.md describes (published with
+        ``routing_key`` if given, to check what a wrong one does); return the response."""
         reply_queue = self.channel.queue_declare("", exclusive=True).method.queue
         correlation = uuid.uuid4().hex
         headers = {
@@ -141,7 +143,7 @@ class Pika:
         }
         self.publish(
             f"{namespace}.direct",
-            doc_routing_key(key, agent_type),
+            routing_key or doc_routing_key(key, agent_type),
             body,
             headers,
             reply_to=reply_queue,
