@@ -143,8 +143,7 @@ def namespace() -> str:
 async def redis_client(
     redis_server: AnyRedis, namespace: str
 ) -> AsyncIterator[redis.asyncio.Redis]:
-    """A client of ``redis_server``; the test's ``namespace*`` and ``{namespace}*`` keys are
-    deleted after it."""
+    """A client of ``redis_server``; the test's ``namespace*`` keys are deleted after it."""
     client = redis.asyncio.Redis.from_url(redis_server.url)
     try:
         yield client
@@ -152,12 +151,7 @@ async def redis_client(
         try:
             await redis_server.aensure_running()
             await client.connection_pool.disconnect()  # the server may have been restarted
-            # The namespace's keys, and its registry's under the hash tag {<namespace>}.
-            keys = [
-                key
-                for pattern in (f"{namespace}*", f"{{{namespace}}}*")
-                async for key in client.scan_iter(match=pattern, count=500)
-            ]
+            keys = [key async for key in client.scan_iter(match=f"{namespace}*", count=500)]
             if keys:
                 await client.delete(*keys)
         finally:

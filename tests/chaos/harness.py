@@ -45,6 +45,7 @@ from agnext_broker import (
     try_get_known_serializers_for_type,
 )
 from agnext_broker.application.broker._assignment import plan
+from agnext_broker.application.broker._names import Names
 from tests.chaos.app import CREDITS_TOPIC, LEDGER_TYPE, Balance, Credit, Snapshot
 from tests.chaos.proxy import TcpProxy
 from tests.servers import RabbitMQServer, RedisServer
@@ -208,11 +209,12 @@ class Cluster:
 
     async def registered(self) -> set[str]:
         now_ms = (await self.redis.time())[0] * 1000
-        ids = await self.redis.zrangebyscore(f"{{{self.namespace}}}:workers", now_ms, "+inf")
+        ids = await self.redis.zrangebyscore(Names(self.namespace).workers_key, now_ms, "+inf")
         return {i.decode() for i in ids}
 
     async def holders(self) -> list[str | None]:
-        keys = [f"{{{self.namespace}}}:owner:{LEDGER_TYPE}:{p}" for p in range(PARTITIONS)]
+        names = Names(self.namespace)
+        keys = [names.owner_key(LEDGER_TYPE, p) for p in range(PARTITIONS)]
         return [None if v is None else v.decode() for v in await self.redis.mget(keys)]
 
     async def until_settled(self, timeout: float = 60.0) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import aio_pika
 import redis.asyncio
 
+from agnext_broker.application.broker._names import Names
 from tests.chaos.harness import Outcome
 from tests.servers import RabbitMQServer, RedisServer
 
@@ -157,7 +158,8 @@ async def _until_owned(client: redis.asyncio.Redis, namespace: str, workers: set
 
 
 async def _holder(client: redis.asyncio.Redis, namespace: str, agent_type: str, p: int) -> Any:
-    for key in (f"{{{namespace}}}:owner:{agent_type}:{p}", f"{namespace}:owner:{agent_type}:{p}"):
+    # This version's key, then the one of versions before the registry had its hash tag.
+    for key in (Names(namespace).owner_key(agent_type, p), f"{namespace}:owner:{agent_type}:{p}"):
         value = await client.get(key)
         if value is not None:
             return value

@@ -6,6 +6,7 @@ import pytest
 import redis.asyncio
 
 from agnext_broker import AgentId
+from agnext_broker.application.broker._names import Names
 from tests.integration.apps import COUNTER_TYPE, Increment, ReadCount, register_counter
 from tests.integration.workers import (
     RuntimePool,
@@ -22,7 +23,7 @@ async def test_idle_agent_is_deactivated_and_resumes_from_its_state(
     # The sweep runs every max(1 s, idle_timeout / 4).
     runtime = await runtimes.start(register_counter, idle_timeout=1.0)
     agent = AgentId(COUNTER_TYPE, "sleepy")
-    active = f"{{{namespace}}}:active:{COUNTER_TYPE}"
+    active = Names(namespace).active_key(COUNTER_TYPE)
 
     assert await runtime.send_message(Increment(5), agent) == 5
 

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio
 
 from agnext_broker import AgentId
+from agnext_broker.application.broker._names import Names
 from tests.integration.apps import COUNTER_TYPE, GetStatus, Increment, Status, register_counter
 from tests.integration.workers import (
     PARTITIONS,
@@ -160,7 +161,7 @@ async def test_a_stalled_worker_that_comes_back_still_owns_its_partitions(
     stalled = sorted(p for p, w in before.items() if w == second.worker_id)
 
     # Stop it between two heartbeats (just after one), not in the middle of one.
-    workers_key = f"{{{workers.namespace}}}:workers"
+    workers_key = Names(workers.namespace).workers_key
     last_beat = await redis_client.zscore(workers_key, second.worker_id)
 
     async def beat() -> bool:

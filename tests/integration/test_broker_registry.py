@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio
 
 from agnext_broker import AgentId
+from agnext_broker.application.broker._names import Names
 from tests.integration.apps import COUNTER_TYPE, FRAGILE_TYPE, GetStatus
 from tests.integration.workers import (
     HEARTBEAT_INTERVAL,
@@ -84,8 +85,8 @@ async def test_a_worker_whose_clock_is_an_hour_off_is_live_and_takes_over(
 async def test_no_stale_worker_is_left_in_the_registry(
     workers: WorkerPool, redis_client: redis.asyncio.Redis
 ) -> None:
-    workers_key = f"{{{workers.namespace}}}:workers"
-    info_key = f"{{{workers.namespace}}}:worker-info"
+    workers_key = Names(workers.namespace).workers_key
+    info_key = Names(workers.namespace).worker_info_key
     first, second, third = await workers.start_hosts(redis_client, 3)
 
     assert await workers.terminate(first) == 0  # leaves at the end of its drain
@@ -113,7 +114,7 @@ async def test_each_agent_type_records_the_message_types_its_handlers_take(
     await workers.wait_registered(redis_client, worker)
     types = {
         (k.decode() if isinstance(k, bytes) else k): json.loads(v)
-        for k, v in (await redis_client.hgetall(f"{{{workers.namespace}}}:types")).items()
+        for k, v in (await redis_client.hgetall(Names(workers.namespace).types_key)).items()
     }
     assert types[FRAGILE_TYPE]["message_types"] == ["Increment"]
     assert types[COUNTER_TYPE]["message_types"] == [

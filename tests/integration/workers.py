@@ -2,8 +2,8 @@
 
 ``WorkerPool`` starts ``agnext-broker worker --app tests.integration.apps:<function>`` (and client
 subprocesses) against the test's servers and namespace, SIGKILLs or terminates them, waits until
-Redis shows them registered (``{<ns>}:workers``) or owning partitions
-(``{<ns>}:owner:<type>:<p>``),
+Redis shows them registered (``<ns>:{<ns>}:workers``) or owning partitions
+(``<ns>:{<ns>}:owner:<type>:<p>``),
 and keeps each one's stderr in a log file, whose tails ``logs()`` returns for failure messages.
 ``close()`` kills whatever is still running.
 
@@ -31,6 +31,7 @@ import pytest
 import redis.asyncio
 
 from agnext_broker.application.broker import BrokerAgentRuntime, BrokerSettings
+from agnext_broker.application.broker._names import Names
 from tests.integration.apps import COUNTER_TYPE, FRAGILE_TYPE
 from tests.servers import AmqpCleanup, AnyRabbitMQ, AnyRedis
 
@@ -84,15 +85,15 @@ async def wait_until(
 async def live_workers(client: redis.asyncio.Redis, namespace: str) -> set[str]:
     """Ids in ``<ns>:workers`` whose heartbeat has not expired."""
     # Scores are expiries in ms on Redis' clock, which is this machine's.
-    ids = await client.zrangebyscore(f"{{{namespace}}}:workers", time.time() * 1000, "+inf")
+    ids = await client.zrangebyscore(Names(namespace).workers_key, time.time() * 1000, "+inf")
     return {str(_text(i)) for i in ids}
 
 
 async def owners(
     client: redis.asyncio.Redis, namespace: str, agent_type: str, partitions: int = PARTITIONS
 ) -> dict[int, str | None]:
-    """Partition -> the worker id in ``{<ns>}:owner:<type>:<p>`` (None when unclaimed)."""
-    keys = [f"{{{namespace}}}:owner:{agent_type}:{p}" for p in range(partitions)]
+    """Partition -> the worker id in ``<ns>:{<ns>}:owner:<type>:<p>`` (None when unclaimed)."""
+    keys = [Names(namespace).owner_key(agent_type, p) for p in range(partitions)]
     values = await client.mget(keys)
     return {p: _text(v) for p, v in enumerate(values)}
 

@@ -8,17 +8,18 @@ AMQP (all under the namespace ``<ns>``, default ``agnext``):
 - ``<ns>.reply.<worker_id>``  one worker's RPC reply queue
 - ``<ns>.dlx`` / ``<ns>.dead-letter``  dead-letter exchange and queue
 
-Redis. ``{...}`` is a Redis Cluster hash tag: the registry's keys share the slot of ``{<ns>}``
+Redis. Every key starts with ``<ns>:`` (one ACL key pattern, ``~<ns>:*``, covers them all).
+``{...}`` is a Redis Cluster hash tag: the registry's keys share the slot of ``{<ns>}``
 (its scripts touch several of them at once), and each agent's keys the slot of
 ``{<agent_type>/<key>}`` (its state write touches all three):
 
-- ``{<ns>}:workers``  sorted set: worker id -> heartbeat expiry (ms, Redis' clock)
-- ``{<ns>}:worker-info``  hash: worker id -> JSON (agent types, host, pid, start time)
-- ``{<ns>}:types``  hash: agent type -> JSON (partitions, message types its handlers take)
-- ``{<ns>}:subscriptions``  hash: subscription -> JSON
-- ``{<ns>}:subscriptions-version``  a counter raised by every subscription change
-- ``{<ns>}:owner:<agent_type>:<partition>``  the id of the worker that holds that partition
-- ``{<ns>}:active:<agent_type>``  sorted set: agent key -> last activity (unix seconds)
+- ``<ns>:{<ns>}:workers``  sorted set: worker id -> heartbeat expiry (ms, Redis' clock)
+- ``<ns>:{<ns>}:worker-info``  hash: worker id -> JSON (agent types, host, pid, start time)
+- ``<ns>:{<ns>}:types``  hash: agent type -> JSON (partitions, message types its handlers take)
+- ``<ns>:{<ns>}:subscriptions``  hash: subscription -> JSON
+- ``<ns>:{<ns>}:subscriptions-version``  a counter raised by every subscription change
+- ``<ns>:{<ns>}:owner:<agent_type>:<partition>``  the id of the worker that holds that partition
+- ``<ns>:{<ns>}:active:<agent_type>``  sorted set: agent key -> last activity (unix seconds)
 - ``<ns>:agent:{<agent_type>/<key>}``  the agent's state document (JSON)
 - ``<ns>:applied:{<agent_type>/<key>}``  sorted set: messages applied (``[source, id]`` as JSON)
   -> when (microseconds, Redis' clock), kept for the dedup window
@@ -77,7 +78,7 @@ class Names:
         self.direct_exchange = f"{namespace}.direct"
         self.dead_letter_exchange = f"{namespace}.dlx"
         self.dead_letter_queue = f"{namespace}.dead-letter"
-        registry = f"{{{namespace}}}"
+        registry = f"{namespace}:{{{namespace}}}"
         self.workers_key = f"{registry}:workers"
         self.worker_info_key = f"{registry}:worker-info"
         self.types_key = f"{registry}:types"

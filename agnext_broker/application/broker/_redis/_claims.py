@@ -1,4 +1,4 @@
-"""Which worker holds which partition, recorded in Redis as ``{<ns>}:owner:<type>:<p>``.
+"""Which worker holds which partition, recorded in Redis as ``<ns>:{<ns>}:owner:<type>:<p>``.
 
 A worker claims a partition that is free or whose holder is no longer live (its heartbeat
 expiry, read in the script itself, is past Redis' ``TIME``); it releases its claim only after the

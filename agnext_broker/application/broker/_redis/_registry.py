@@ -1,9 +1,10 @@
 """The registry in Redis: live workers, agent types, subscriptions and active agents.
 
-Every key is under the namespace's hash tag ``{<ns>}``, so the scripts below, which touch
-several of them, run on one Redis Cluster slot. Liveness is judged on Redis' clock: a worker's
-heartbeat sets its expiry from ``TIME`` inside the script, and the live workers are those whose
-expiry is later than Redis' ``TIME`` now; no worker's own clock is compared with another's.
+Every key is ``<ns>:{<ns>}:...``: under the namespace's hash tag ``{<ns>}``, so the scripts
+below, which touch several of them, run on one Redis Cluster slot. Liveness is judged on Redis'
+clock: a worker's heartbeat sets its expiry from ``TIME`` inside the script, and the live
+workers are those whose expiry is later than Redis' ``TIME`` now; no worker's own clock is
+compared with another's.
 """
 
 from __future__ import annotations
