@@ -19,11 +19,13 @@ def test_values_from_the_environment_take_their_field_types(
     monkeypatch.setenv("AGNEXT_RPC_TIMEOUT", "2.5")
     monkeypatch.setenv("AGNEXT_DEAD_LETTER_BY_POLICY", "true")
     settings = BrokerSettings.from_env(namespace="apps")
-    assert settings.amqp_url == "amqp://agents:s3cret@rabbit:5672/apps"
+    assert settings.amqp == "amqp://agents:s3cret@rabbit:5672/apps"
+    assert settings.amqp_url.get_secret_value() == settings.amqp  # a SecretStr
     assert (settings.partitions, settings.rpc_timeout) == (4, 2.5)
     assert settings.dead_letter_by_policy is True
     assert settings.namespace == "apps"
     assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings)
 
 
 @pytest.mark.parametrize("raw", ["false", "0", "no", "FALSE"])
@@ -52,9 +54,11 @@ def test_the_worker_id_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     [
         ("AGNEXT_PARTITIONS", "abc", "AGNEXT_PARTITIONS='abc': use a whole number"),
         ("AGNEXT_RPC_TIMEOUT", "soon", "AGNEXT_RPC_TIMEOUT='soon': use a number"),
-        ("AGNEXT_PREFETCH", "0", r"prefetch must be at least 1 \(AGNEXT_PREFETCH\)"),
-        ("AGNEXT_CONNECT_TIMEOUT", "-1", r"connect_timeout must be more than 0"),
-        ("AGNEXT_WORKER_ID", "a b", r"Invalid worker id 'a b' \(AGNEXT_WORKER_ID\)"),
+        ("AGNEXT_PREFETCH", "0", r"AGNEXT_PREFETCH='0': Input should be greater than or equal"),
+        ("AGNEXT_CONNECT_TIMEOUT", "-1", r"AGNEXT_CONNECT_TIMEOUT='-1': Input should be greater"),
+        ("AGNEXT_WORKER_ID", "a b", r"AGNEXT_WORKER_ID='a b': invalid worker id 'a b'"),
+        ("AGNEXT_QUEUE_TYPE", "lazy", r"AGNEXT_QUEUE_TYPE='lazy': Input should be 'quorum' or"),
+        ("AGNEXT_PARTITIONS", "12", r"AGNEXT_PARTITIONS='12': Invalid partition count 12"),
     ],
 )
 def test_an_invalid_setting_names_its_variable(
@@ -63,3 +67,21 @@ def test_an_invalid_setting_names_its_variable(
     monkeypatch.setenv(variable, raw)
     with pytest.raises(ValueError, match=expected):
         BrokerSettings.from_env()
+
+
+def test_a_secret_file_that_cannot_be_read_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGNEXT_REDIS_URL_FILE", "/nonexistent/redis-url")
+    with pytest.raises(ValueError, match="AGNEXT_REDIS_URL_FILE='/nonexistent/redis-url': cannot"):
+        BrokerSettings.from_env()
+
+
+def test_arguments_win_over_variables_and_changes_are_validated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGNEXT_PARTITIONS", "8")
+    assert BrokerSettings.from_env(partitions=2).partitions == 2
+    settings = BrokerSettings.from_env()
+    assert settings.partitions == 8
+    assert settings.with_changes(prefetch=10).prefetch == 10
+    with pytest.raises(ValueError, match="prefetch=0: Input should be greater than or equal"):
+        settings.with_changes(prefetch=0)

@@ -114,8 +114,8 @@ class BrokerAgentRuntime(RuntimeCore):
             extra={
                 "worker_id": settings.worker_id,
                 "namespace": settings.namespace,
-                "amqp": redact(settings.amqp_url),
-                "redis": redact(settings.redis_url),
+                "amqp": redact(settings.amqp),
+                "redis": redact(settings.redis),
             },
         )
         await self._forget_stopped_agents()

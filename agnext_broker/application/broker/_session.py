@@ -83,8 +83,8 @@ class Session:
             AccessRefusedError, ServiceUnavailableError: a server refused or cannot be reached
                 within ``connect_timeout``.
         """
-        redis_server = redact(settings.redis_url)
-        redis = await connect_redis(settings.redis_url, settings.connect_timeout)
+        redis_server = redact(settings.redis)
+        redis = await connect_redis(settings.redis, settings.connect_timeout)
         transport = Transport(settings, names)
         try:
             retention = Retention(

@@ -55,7 +55,7 @@ class Transport:
     def __init__(self, settings: BrokerSettings, names: Names) -> None:
         self._settings = settings
         self._names = names
-        self.server = redact(settings.amqp_url)
+        self.server = redact(settings.amqp)
         self._connections: list[AbstractRobustConnection] = []
         self._slots = Gate(settings.max_in_flight_publishes)
         self.publish_channel: AbstractRobustChannel
@@ -91,7 +91,7 @@ class Transport:
         """
         settings = self._settings
         label = f"agnext-{self._names.namespace}-{settings.worker_id}"
-        url, timeout = settings.amqp_url, settings.connect_timeout
+        url, timeout = settings.amqp, settings.connect_timeout
         publishing = await connect_amqp(url, self.server, f"{label}-publish", timeout)
         self._connections = [publishing]
         try:
