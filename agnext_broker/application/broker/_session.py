@@ -36,6 +36,7 @@ from ._redis import (
 )
 from ._rpc import RpcClient
 from ._settings import BrokerSettings, redact
+from ._tls import redis_tls
 
 logger = logging.getLogger("agnext_broker")
 
@@ -84,7 +85,7 @@ class Session:
                 within ``connect_timeout``.
         """
         redis_server = redact(settings.redis)
-        redis = await connect_redis(settings.redis, settings.connect_timeout)
+        redis = await connect_redis(settings.redis, settings.connect_timeout, **redis_tls(settings))
         transport = Transport(settings, names)
         try:
             retention = Retention(

@@ -39,6 +39,7 @@ from ....base import (
 from .._gate import Gate, Place
 from .._names import HEADER_DEAD_DETAIL, HEADER_DEAD_QUEUE, HEADER_DEAD_REASON, Names
 from .._settings import BrokerSettings, redact
+from .._tls import amqp_tls
 from .._wire import Envelope
 from ._connection import connect_amqp
 from ._consumers import Consumers
@@ -92,10 +93,11 @@ class Transport:
         settings = self._settings
         label = f"agnext-{self._names.namespace}-{settings.worker_id}"
         url, timeout = settings.amqp, settings.connect_timeout
-        publishing = await connect_amqp(url, self.server, f"{label}-publish", timeout)
+        tls = amqp_tls(settings)
+        publishing = await connect_amqp(url, self.server, f"{label}-publish", timeout, **tls)
         self._connections = [publishing]
         try:
-            consuming = await connect_amqp(url, self.server, f"{label}-consume", timeout)
+            consuming = await connect_amqp(url, self.server, f"{label}-consume", timeout, **tls)
             self._connections.append(consuming)
             with amqp_errors(self.server):
                 self.publish_channel = await publishing.channel(

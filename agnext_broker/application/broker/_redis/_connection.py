@@ -3,6 +3,8 @@ succeeds within ``connect_timeout`` or says which server failed and why."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -12,8 +14,9 @@ from .._settings import redact
 from ._errors import redis_errors
 
 
-def redis_client(url: str, timeout: float) -> Redis:
-    """A client of ``url`` whose connects and replies each wait at most ``timeout`` seconds.
+def redis_client(url: str, timeout: float, **options: Any) -> Redis:
+    """A client of ``url`` whose connects and replies each wait at most ``timeout`` seconds
+    (``options``: redis-py's TLS arguments for ``rediss://``).
 
     redis-py's own retries are off: the runtime decides what waits for Redis and for how long
     (one retry layer per call)."""
@@ -23,10 +26,11 @@ def redis_client(url: str, timeout: float) -> Redis:
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
+        **options,
     )
 
 
-async def connect_redis(url: str, connect_timeout: float) -> Redis:
+async def connect_redis(url: str, connect_timeout: float, **options: Any) -> Redis:
     """A connected client; the first connect is tried again for up to ``connect_timeout``
     seconds.
 
@@ -35,7 +39,7 @@ async def connect_redis(url: str, connect_timeout: float) -> Redis:
         ServiceUnavailableError: Redis could not be reached within ``timeout``.
     """
     server = redact(url)
-    client = redis_client(url, connect_timeout)
+    client = redis_client(url, connect_timeout, **options)
 
     async def ping(_: float) -> None:
         with redis_errors(server):
