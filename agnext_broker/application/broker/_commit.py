@@ -18,6 +18,7 @@ from typing import Any
 from ...base import AgentId, BaseAgent
 from .._agents import AgentDirectory
 from ._activation import Activations
+from ._metrics import Metrics
 from ._redis import StateConflict, StateStore, StoredResponse
 from ._retrying import until_available
 
@@ -35,9 +36,14 @@ def keeps_state(agent: Any) -> bool:
 
 class Commits:
     def __init__(
-        self, activations: Activations, store: StateStore, directory: AgentDirectory
+        self,
+        activations: Activations,
+        store: StateStore,
+        directory: AgentDirectory,
+        metrics: Metrics,
     ) -> None:
         self._activations = activations
+        self._metrics = metrics
         self._store = store
         self._directory = directory
         self._locks: dict[AgentId, asyncio.Lock] = {}
@@ -75,7 +81,9 @@ class Commits:
                     response,
                 )
                 await until_available(write, f"saving the state of {agent_id} failed")
+                self._metrics.state_writes.labels("saved").inc()
             except StateConflict as e:
+                self._metrics.state_writes.labels("conflict").inc()
                 logger.warning("%s; the message goes back to the queue", e)
                 await self._activations.deactivate(agent_id)
                 raise StateMoved() from e

@@ -31,6 +31,7 @@ from .._turns import Place
 from . import _names as n
 from ._amqp import Transport
 from ._commit import StateMoved
+from ._metrics import Metrics
 from ._ownership import Delivery, Partition
 from ._redis import StoredResponse, dedup_key
 from ._remote_errors import error_type_name
@@ -55,6 +56,7 @@ class Deliveries:
         directory: AgentDirectory,
         serializers: SerializationRegistry,
         turns: Turns,
+        metrics: Metrics,
         partitions_of: Callable[[str], int],
         subscriptions: Callable[[], list[Subscription]],
         reload_subscriptions: Callable[[], Awaitable[None]],
@@ -65,6 +67,7 @@ class Deliveries:
         self._directory = directory
         self._serializers = serializers
         self._turns = turns
+        self._metrics = metrics
         self._partitions_of = partitions_of
         self._subscriptions = subscriptions
         self._reload_subscriptions = reload_subscriptions
@@ -201,11 +204,13 @@ class Deliveries:
                 await asyncio.gather(*replies)
             self._ack(message)
         except (GiveBack, StateMoved):
+            self._metrics.handled.labels(part.agent_type, "requeued").inc()
             await self._requeue(message)
         except DeadLetter as e:
             await self._reject(part, message, envelope, e.reason, e.detail)
         except Exception:
             logger.exception("delivery %s failed; it goes back to the queue", envelope.id)
+            self._metrics.handled.labels(part.agent_type, "requeued").inc()
             await self._requeue(message)
 
     def _ack(self, message: DeliveredMessage) -> None:
@@ -260,6 +265,8 @@ class Deliveries:
             queue=part.queue,
             deadline=self._deadline(),
         )
+        self._metrics.dead_letters.labels(reason).inc()
+        self._metrics.handled.labels(part.agent_type, "dead_lettered").inc()
         kind = envelope.kind if envelope is not None else None
         if properties.reply_to and kind in (None, n.KIND_SEND, n.KIND_CONTROL):
             await self._answer_rejected(part, message, envelope, reason, detail)

@@ -13,6 +13,7 @@ from ._activation import Activations
 from ._amqp import Transport
 from ._commit import Commits
 from ._delivery import Deliveries
+from ._metrics import Metrics
 from ._names import Names
 from ._ownership import Ownership, Partition
 from ._redis import PartitionClaims, Registry, RegistryView, StateStore
@@ -35,13 +36,14 @@ class Hosting:
         directory: AgentDirectory,
         serializers: SerializationRegistry,
         telemetry: Telemetry,
+        metrics: Metrics,
         subscriptions: Callable[[], list[Subscription]],
         reload_subscriptions: Callable[[], Awaitable[None]],
         on_event_failure: Callable[[BaseException], None],
     ) -> None:
         self._directory = directory
         self.activations = Activations(settings, directory, store, registry)
-        self._commits = Commits(self.activations, store, directory)
+        self._commits = Commits(self.activations, store, directory, metrics)
         turns = Turns(
             settings=settings,
             serializers=serializers,
@@ -49,6 +51,7 @@ class Hosting:
             activations=self.activations,
             commits=self._commits,
             store=store,
+            metrics=metrics,
             on_event_failure=on_event_failure,
         )
         self._deliveries = Deliveries(
@@ -58,6 +61,7 @@ class Hosting:
             directory=directory,
             serializers=serializers,
             turns=turns,
+            metrics=metrics,
             partitions_of=lambda agent_type: self.ownership.hosted.get(agent_type, 1),
             subscriptions=subscriptions,
             reload_subscriptions=reload_subscriptions,

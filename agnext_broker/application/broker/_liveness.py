@@ -33,8 +33,10 @@ class Liveness:
         hosted_types: Callable[[], list[str]],
         started_at: float,
         on_view: Callable[[RegistryView], None],
+        on_reconnect: Callable[[], None] = lambda: None,
     ) -> None:
         self._registry = registry
+        self._on_reconnect = on_reconnect
         self._settings = settings
         self._hosted_types = hosted_types
         self._started_at = started_at
@@ -45,6 +47,11 @@ class Liveness:
         self._readable_since: float | None = float("-inf")
         self._failing = False
         self.draining = False  # announced in every heartbeat from now on
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the last heartbeat reached Redis."""
+        return self.view is not None and not self._failing
 
     @property
     def running(self) -> bool:
@@ -121,6 +128,7 @@ class Liveness:
                 if self._failing:
                     logger.info("heartbeat recorded again: Redis is back")
                     self._failing = False
+                    self._on_reconnect()
             except ServiceUnavailableError as e:
                 if not self._failing:
                     logger.warning("heartbeat failed, trying again every %.1f s: %s", interval, e)

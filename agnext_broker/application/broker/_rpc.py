@@ -30,6 +30,7 @@ from ...base._contexts import current_handler_frame
 from . import _names as n
 from ._amqp import Transport
 from ._gate import Gate, Place
+from ._metrics import Metrics
 from ._remote_errors import rebuild_error
 from ._replies import decode_response
 from ._routing import routing_key
@@ -51,9 +52,14 @@ class RpcClient:
     """Sends requests and matches the responses on this process's reply queue to them."""
 
     def __init__(
-        self, transport: Transport, serializers: SerializationRegistry, settings: BrokerSettings
+        self,
+        transport: Transport,
+        serializers: SerializationRegistry,
+        settings: BrokerSettings,
+        metrics: Metrics,
     ) -> None:
         self._transport = transport
+        self._metrics = metrics
         self._serializers = serializers
         self._settings = settings
         self._pending: dict[str, _Pending] = {}
@@ -119,6 +125,7 @@ class RpcClient:
         recipient = envelope.recipient
         assert recipient is not None
         loop = asyncio.get_running_loop()
+        began = loop.time()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending[envelope.id] = _Pending(future, recipient, time.monotonic())
         # A timer on the future, not asyncio.wait_for: that costs a task per request.
@@ -142,13 +149,23 @@ class RpcClient:
                 raise self._timeout_error(recipient, envelope.id, f" (not sent: {e})") from e
             finally:
                 token.remove_callback(cancel_publish)
-            return await future
+            result = await future
+            outcome = "ok"
+            return result
         except asyncio.CancelledError:
+            outcome = "cancelled"
             self._cancel_remote(envelope)
+            raise
+        except TimeoutError:
+            outcome = "timeout"
+            raise
+        except BaseException:
+            outcome = "error"
             raise
         finally:
             timer.cancel()
             self._pending.pop(envelope.id, None)
+            self._metrics.rpc_seconds.labels(outcome).observe(loop.time() - began)
 
     def _timeout_error(
         self, recipient: AgentId | None, request_id: str, why: str = ""

@@ -23,8 +23,10 @@ from ...base import SerializationRegistry, ServiceUnavailableError, Subscription
 from .._agents import AgentDirectory
 from .._telemetry import Telemetry
 from ._amqp import Transport
+from ._health import HealthServer
 from ._hosting import Hosting
 from ._liveness import Liveness
+from ._metrics import Metrics
 from ._names import Names
 from ._redis import (
     PartitionClaims,
@@ -51,8 +53,10 @@ class Session:
         claims: PartitionClaims,
         store: StateStore,
         transport: Transport,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.redis = redis
         self.registry = registry
         self.claims = claims
@@ -62,6 +66,8 @@ class Session:
         self.hosting: Hosting
         self.liveness: Liveness
         self._sweeper: asyncio.Task[None] | None = None
+        self._health: HealthServer | None = None
+        self.draining = False
 
     @classmethod
     async def open(
@@ -86,7 +92,8 @@ class Session:
         """
         redis_server = redact(settings.redis)
         redis = await connect_redis(settings.redis, settings.connect_timeout, **redis_tls(settings))
-        transport = Transport(settings, names)
+        metrics = Metrics()
+        transport = Transport(settings, names, metrics.reconnects.labels("rabbitmq").inc)
         try:
             retention = Retention(
                 settings.dedup_window, settings.applied_ids_kept, settings.responses_kept
@@ -98,9 +105,10 @@ class Session:
                 claims=PartitionClaims(redis, names, settings.worker_id, redis_server),
                 store=StateStore(redis, names, retention, redis_server),
                 transport=transport,
+                metrics=metrics,
             )
             await transport.open()
-            session.rpc = RpcClient(transport, serializers, settings)
+            session.rpc = RpcClient(transport, serializers, settings, metrics)
             reply_queue = names.reply_queue(settings.worker_id)
             await transport.topology.declare_reply_queue(reply_queue, transport.consume_channel)
             session.rpc.reply_to = reply_queue
@@ -117,6 +125,7 @@ class Session:
                 directory=directory,
                 serializers=serializers,
                 telemetry=telemetry,
+                metrics=metrics,
                 subscriptions=subscriptions,
                 reload_subscriptions=reload_subscriptions,
                 on_event_failure=on_event_failure,
@@ -127,7 +136,9 @@ class Session:
                 lambda: sorted(session.hosting.hosted),
                 time.time(),
                 on_view,
+                metrics.reconnects.labels("redis").inc,
             )
+            metrics.gauges(session._gauges)
         except BaseException:
             await transport.close()
             await redis.aclose()
@@ -135,8 +146,13 @@ class Session:
         return session
 
     async def begin(self) -> None:
-        """First heartbeat and rebalance (so a started worker consumes at once), then the
-        heartbeat, rebalancing and idle-sweep loops."""
+        """The health port (if set), the first heartbeat and rebalance (so a started worker
+        consumes at once), then the heartbeat, rebalancing and idle-sweep loops."""
+        if self.settings.health_port:
+            self._health = HealthServer(
+                self.settings.health_host, self.settings.health_port, self.ready, self.metrics
+            )
+            await self._health.start()
         view = await self.liveness.beat()
         await self.hosting.ownership.rebalance(view)
         self.hosting.ownership.start()
@@ -153,6 +169,39 @@ class Session:
                 logger.debug("idle sweep skipped: %s", e)
             except Exception:
                 logger.exception("idle sweep failed")
+
+    def _gauges(self) -> dict[str, object]:
+        ownership = self.hosting.ownership
+        owned: dict[str, int] = dict.fromkeys(ownership.hosted, 0)
+        for (agent_type, _), part in list(ownership.owned.items()):
+            if ownership.consuming(part):
+                owned[agent_type] = owned.get(agent_type, 0) + 1
+        return {
+            "in_flight": self.hosting.in_flight,
+            "publishes": self.transport.in_flight,
+            "owned": owned,
+        }
+
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        """Whether this worker can do its work now, and what it found (``/readyz``)."""
+        ownership = self.hosting.ownership
+        waiting = sorted(
+            f"{part.agent_type}/{part.index}"
+            for part in list(ownership.owned.values())
+            if part.releasing is None and not ownership.consuming(part)
+        )
+        details: dict[str, object] = {
+            "worker_id": self.settings.worker_id,
+            "rabbitmq": "connected" if self.transport.connected else "not connected",
+            "redis": "reachable" if self.liveness.healthy else "not reachable",
+            "partitions": self._gauges()["owned"],
+            "not consumed yet": waiting,
+            "draining": self.draining,
+        }
+        ready = (
+            self.transport.connected and self.liveness.healthy and not waiting and not self.draining
+        )
+        return ready, details
 
     async def idle(self) -> bool:
         """Whether nothing is in flight here: no delivery being handled, no message waiting
@@ -178,6 +227,7 @@ class Session:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         # Tell the others at once that this worker takes no partition any more, so that they
         # claim each one as soon as it is released here.
+        self.draining = True
         self.liveness.draining = True
         with contextlib.suppress(ServiceUnavailableError):
             await self.liveness.beat()
@@ -192,3 +242,5 @@ class Session:
             )
             await self.transport.close()
             await self.redis.aclose()
+            if self._health is not None:
+                await self._health.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .._turns import Place
 from . import _names as n
 from ._activation import ActivationFailed, Activations
 from ._commit import Commits, keeps_state
+from ._metrics import Metrics
 from ._redis import StateStore, StoredResponse
 from ._remote_errors import error_type_name
 from ._replies import (
@@ -101,9 +103,11 @@ class Turns:
         activations: Activations,
         commits: Commits,
         store: StateStore,
+        metrics: Metrics,
         on_event_failure: Callable[[BaseException], None],
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._serializers = serializers
         self._telemetry = telemetry
         self._activations = activations
@@ -150,16 +154,22 @@ class Turns:
                 raise DeadLetter(n.REASON_ACTIVATION_ERROR, describe(e.cause)) from e
             respond(error_response(e.cause))
             return
+        handled = self._metrics.handled
+        agent_type = turn.agent_id.type
         if record.has_applied(turn.key, self._store.retention):
+            handled.labels(agent_type, "duplicate").inc()
             if is_rpc:
                 respond(await self._stored_response(turn))
             return
         if is_rpc and self._cancelled.pop(turn.key, False):
+            handled.labels(agent_type, "cancelled").inc()
             return  # the caller stopped waiting before the handler began
         if envelope.kind == n.KIND_CONTROL:
             response: StoredResponse | None = await self._control(agent, envelope.type, turn)
         else:
             response = await self._run(agent, turn)
+        failed = response is not None and response.error_type is not None
+        handled.labels(agent_type, "error" if failed else "ok").inc()
         if keeps_state(agent) or envelope.kind == n.KIND_CONTROL:
             await self._commits.commit(turn.agent_id, turn.key, response)
             respond(response)  # once saved: whoever gets it reads the new state
@@ -215,6 +225,7 @@ class Turns:
                 task = asyncio.current_task()
                 assert task is not None
                 self._handling[turn.key] = (task, ctx.cancellation_token)
+            began = time.monotonic()
             try:
                 result = await call
                 if is_rpc and self._cancelled.get(turn.key):
@@ -248,6 +259,8 @@ class Turns:
                 agent, _ = await self._activations.activate(agent_id)
             finally:
                 self._handling.pop(turn.key, None)
+                seconds = time.monotonic() - began
+                self._metrics.handler_seconds.labels(agent_id.type).observe(seconds)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _control(self, agent: Any, operation: str, turn: Turn) -> StoredResponse:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
@@ -53,8 +53,14 @@ _REOPEN_PAUSE = 0.01  # the reopened channel follows its reconnected connection 
 
 
 class Transport:
-    def __init__(self, settings: BrokerSettings, names: Names) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        names: Names,
+        on_reconnect: Callable[[], None] = lambda: None,
+    ) -> None:
         self._settings = settings
+        self._on_reconnect = on_reconnect
         self._names = names
         self.server = redact(settings.amqp)
         self._connections: list[AbstractRobustConnection] = []
@@ -68,6 +74,11 @@ class Transport:
     def in_flight(self) -> int:
         """Messages published and not yet confirmed (or about to be)."""
         return self._slots.taken
+
+    @property
+    def connected(self) -> bool:
+        """Whether both the publishing and the consuming channels are open now."""
+        return self.publishable and not self.consume_channel.is_closed
 
     @property
     def publishable(self) -> bool:
@@ -99,6 +110,8 @@ class Transport:
         try:
             consuming = await connect_amqp(url, self.server, f"{label}-consume", timeout, **tls)
             self._connections.append(consuming)
+            for connection in self._connections:
+                connection.reconnect_callbacks.add(self._reconnected)
             with amqp_errors(self.server):
                 self.publish_channel = await publishing.channel(
                     publisher_confirms=True, on_return_raises=True
@@ -112,6 +125,10 @@ class Transport:
         except BaseException:
             await self.close()
             raise
+
+    def _reconnected(self, *_: Any) -> None:
+        logger.info("connected to RabbitMQ at %s again", self.server)
+        self._on_reconnect()
 
     async def close(self) -> None:
         if len(self._connections) == 2:
