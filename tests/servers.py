@@ -11,6 +11,12 @@ port, distribution port and config (``/etc/rabbitmq/rabbitmq-env.conf`` is not r
 the kernel's ephemeral range are preferred so that outgoing connections cannot take a stopped
 server's port before it is started again.
 
+With ``tls=ServerTls(...)`` (certificate files, e.g. from ``tests/certificates.py``), a RabbitMQ
+node also listens for AMQP over TLS on ``tls_port`` (``amqps_url``; its plain listener stays, for
+the harness and for tests that need one) and a Redis listens only for TLS (``--port 0``,
+``rediss://`` URL); ``require_client_cert`` makes either refuse clients without a certificate
+signed by the CA (mutual TLS). The harness's own probes then speak TLS too.
+
 ``ExternalRabbitMQ`` and ``ExternalRedis`` stand for servers given by URL (see
 ``tests/integration/conftest.py``): they have the same interface, but everything that would stop or
 kill the server raises ``PrivateServerRequired``.
@@ -30,6 +36,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -38,6 +45,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self
@@ -79,6 +87,39 @@ class MissingBinaryError(ServerError):
 
 class PrivateServerRequired(RuntimeError):
     """A fault-injection helper was called on a server given by URL."""
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's TLS files (PEM): the CA it verifies clients against, its certificate and key.
+
+    ``require_client_cert``: refuse clients without a certificate signed by the CA (mutual
+    TLS); the harness's own probes then present ``client_cert_file`` / ``client_key_file``.
+    """
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_client_cert: bool = False
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.require_client_cert and (
+            self.client_cert_file is None or self.client_key_file is None
+        ):
+            raise ValueError(
+                "require_client_cert needs client_cert_file and client_key_file (the harness's "
+                "probes present them)"
+            )
+
+    def client_context(self) -> ssl.SSLContext:
+        """What the harness's probes connect with: verifying the server against ``ca_file``,
+        presenting the client certificate if there is one."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.client_cert_file is not None and self.client_key_file is not None:
+            context.load_cert_chain(str(self.client_cert_file), str(self.client_key_file))
+        return context
 
 
 def missing_binaries(binaries: Iterable[tuple[Path, str]]) -> list[str]:
@@ -665,6 +706,7 @@ class RedisServer(_PrivateServer):
         appendfsync: str = "everysec",
         extra_args: Sequence[str] = (),
         binary: str | Path = REDIS_SERVER,
+        tls: ServerTls | None = None,
     ) -> None:
         self.binary = Path(binary)
         _require([(self.binary, "redis-server")])
@@ -673,6 +715,7 @@ class RedisServer(_PrivateServer):
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.extra_args = tuple(extra_args)
+        self.tls = tls
         self.data_dir = self.base_dir / "data"
         self.data_dir.mkdir(exist_ok=True)
 
@@ -681,7 +724,9 @@ class RedisServer(_PrivateServer):
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self._port}/0"
+        """``redis://`` (``rediss://`` with TLS: the port then speaks only TLS)."""
+        scheme = "redis" if self.tls is None else "rediss"
+        return f"{scheme}://{HOST}:{self._port}/0"
 
     @property
     def redis_url(self) -> str:
@@ -691,10 +736,22 @@ class RedisServer(_PrivateServer):
     def log_file(self) -> Path:
         return self.console_log
 
+    def _listen_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self._port)]
+        return [
+            "--port", "0",
+            "--tls-port", str(self._port),
+            "--tls-cert-file", str(self.tls.cert_file),
+            "--tls-key-file", str(self.tls.key_file),
+            "--tls-ca-cert-file", str(self.tls.ca_file),
+            "--tls-auth-clients", "yes" if self.tls.require_client_cert else "no",
+        ]  # fmt: skip
+
     def _command(self) -> list[str]:
         return [
             str(self.binary),
-            "--port", str(self._port),
+            *self._listen_args(),
             "--bind", HOST,
             "--protected-mode", "no",
             "--dir", str(self.data_dir),
@@ -718,7 +775,7 @@ class RedisServer(_PrivateServer):
         for arg in args:
             data = arg.encode()
             payload += b"$%d\r\n%s\r\n" % (len(data), data)
-        with socket.create_connection((HOST, self._port), timeout=timeout) as s:
+        with self._connect(timeout) as s:
             s.sendall(payload)
             reply = b""
             while not reply.endswith(b"\r\n"):
@@ -727,6 +784,16 @@ class RedisServer(_PrivateServer):
                     break
                 reply += chunk
         return reply.split(b"\r\n", 1)[0]
+
+    def _connect(self, timeout: float) -> socket.socket:
+        raw = socket.create_connection((HOST, self._port), timeout=timeout)
+        if self.tls is None:
+            return raw
+        try:
+            return self.tls.client_context().wrap_socket(raw, server_hostname=HOST)
+        except BaseException:
+            raw.close()
+            raise
 
 
 # --- RabbitMQ --------------------------------------------------------------------------------
@@ -763,6 +830,8 @@ class RabbitMQServer(_PrivateServer):
         max_message_size: int | None = None,
         extra_config: Mapping[str, str | int] | None = None,
         run_as: str | None = None,
+        tls: ServerTls | None = None,
+        tls_port: int | None = None,
     ) -> None:
         _require(RABBITMQ_BINARIES)
         if run_as is None and os.geteuid() == 0:
@@ -776,6 +845,9 @@ class RabbitMQServer(_PrivateServer):
         self.consumer_timeout_ms = consumer_timeout_ms
         self.max_message_size = max_message_size
         self.extra_config = dict(extra_config or {})
+        self.tls = tls
+        self.tls_port = (free_port() if tls_port is None else tls_port) if tls else None
+        self.tls_dir = self.base_dir / "tls"  # copies of the TLS files, readable by the node
         self.home = self.base_dir / "home"
         self.mnesia_base = self.base_dir / "mnesia"
         self.log_dir = self.base_dir / "log"
@@ -796,6 +868,13 @@ class RabbitMQServer(_PrivateServer):
     @property
     def url(self) -> str:
         return self.amqp_url
+
+    @property
+    def amqps_url(self) -> str:
+        """The TLS listener's URL (``amqps://``, user ``guest``); only with ``tls``."""
+        if self.tls_port is None:
+            raise ServerError("this RabbitMQ node was started without tls=")
+        return f"amqps://guest:guest@{HOST}:{self.tls_port}/"
 
     @property
     def data_dir(self) -> Path:
@@ -825,6 +904,17 @@ class RabbitMQServer(_PrivateServer):
             settings["consumer_timeout"] = self.consumer_timeout_ms
         if self.max_message_size is not None:
             settings["max_message_size"] = self.max_message_size
+        if self.tls is not None:
+            settings.update(
+                {
+                    "listeners.ssl.default": f"{HOST}:{self.tls_port}",
+                    "ssl_options.cacertfile": str(self.tls_dir / "ca.pem"),
+                    "ssl_options.certfile": str(self.tls_dir / "cert.pem"),
+                    "ssl_options.keyfile": str(self.tls_dir / "key.pem"),
+                    "ssl_options.verify": "verify_peer",
+                    "ssl_options.fail_if_no_peer_cert": str(self.tls.require_client_cert).lower(),
+                }
+            )
         settings.update(self.extra_config)
         return "".join(f"{key} = {value}\n" for key, value in settings.items())
 
@@ -841,6 +931,17 @@ class RabbitMQServer(_PrivateServer):
         cookie = self.home / ".erlang.cookie"
         cookie.write_text(self._cookie)
         cookie.chmod(0o400)
+        if self.tls is not None:
+            # Copies in base_dir, which the node's user owns (as root, the given files may not
+            # be readable by it).
+            self.tls_dir.mkdir(exist_ok=True)
+            for source, name in (
+                (self.tls.ca_file, "ca.pem"),
+                (self.tls.cert_file, "cert.pem"),
+                (self.tls.key_file, "key.pem"),
+            ):
+                shutil.copyfile(source, self.tls_dir / name)
+                (self.tls_dir / name).chmod(0o400 if name == "key.pem" else 0o444)
         self._user.chown_tree(self.base_dir)
         self._prepared = True
 
@@ -886,6 +987,8 @@ class RabbitMQServer(_PrivateServer):
             self.pid_file.unlink()
         if not _can_bind(self.dist_port, reuse=True):
             raise ServerError(f"rabbitmq: distribution port {self.dist_port} is in use")
+        if self.tls_port is not None and not _can_bind(self.tls_port, reuse=True):
+            raise ServerError(f"rabbitmq: TLS port {self.tls_port} is in use")
         self._start_epmd()
 
     def _start_epmd(self) -> None:
@@ -941,7 +1044,23 @@ class RabbitMQServer(_PrivateServer):
         # The AMQP listener opens at the very end of the boot: once guest can log in to vhost "/",
         # clients can work. (Cheaper than `rabbitmqctl await_startup`, which costs ~1 s of CPU, and
         # more prompt than the log, which the node writes with a delay of up to 2 s.)
-        return _accepts(self._port) and _amqp_login(self._port)
+        if not (_accepts(self._port) and _amqp_login(self._port)):
+            return False
+        return self.tls is None or self._tls_handshake()
+
+    def _tls_handshake(self) -> bool:
+        """Whether the TLS listener completes a handshake (with the harness's probe identity)."""
+        assert self.tls is not None
+        assert self.tls_port is not None
+        try:
+            with (
+                socket.create_connection((HOST, self.tls_port), timeout=1.0) as raw,
+                self.tls.client_context().wrap_socket(raw, server_hostname=HOST) as s,
+            ):
+                s.sendall(b"AMQP\x00\x00\x09\x01")
+                return bool(s.recv(1))  # connection.start
+        except OSError:
+            return False
 
     def _main_pid(self) -> int:
         """The node's ``beam.smp``: from the pid file, else the script's ``beam.smp`` child."""
