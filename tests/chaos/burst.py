@@ -47,7 +47,12 @@ async def main(amqp_url: str, redis_url: str, namespace: str, count: int) -> dic
         "partitions": 8,
         "publish_timeout": 300.0,  # a version without this bound ignores it
     }
-    known = {f.name for f in dataclasses.fields(BrokerSettings)}
+    model_fields = getattr(BrokerSettings, "model_fields", None)  # pydantic, or a dataclass before
+    known = (
+        set(model_fields)
+        if model_fields is not None
+        else {f.name for f in dataclasses.fields(BrokerSettings)}
+    )
     settings = BrokerSettings(**{k: v for k, v in values.items() if k in known})
     runtime = BrokerAgentRuntime(settings)
     await runtime.start()
