@@ -41,6 +41,7 @@ stops with a usage error naming the Debian package to install; nothing is skippe
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -121,6 +122,14 @@ def redis_server() -> Iterator[AnyRedis]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test, so that a connection or task it leaked is reported (as an
+    unraisable-exception error) at that test rather than at whichever test runs the collector."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

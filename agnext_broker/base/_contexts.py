@@ -21,6 +21,7 @@ class HandlerFrame(NamedTuple):
     # The ids of the messages the handler sends and publishes, in order, when they must be the
     # same each time the handler runs on the same message (see ``new_message_id``).
     message_ids: Iterator[str] | None = None
+    message_id: str | None = None  # the message being handled (for log lines)
 
 
 _HANDLER_FRAME: ContextVar[HandlerFrame | None] = ContextVar("agnext_handler_frame", default=None)

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
 from ._exceptions import SerializationError, WireNameCollisionError
@@ -156,6 +156,16 @@ class UnknownPayload:
     payload: bytes
 
 
+def one_line_error(error: Exception) -> str:
+    """What is wrong with a payload, on one line (pydantic's report takes several)."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in problem['loc']) or '(message)'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+    return " ".join(str(error).split())
+
+
 class SerializationRegistry:
     """The serializers known to one runtime, by wire name and by message class."""
 
@@ -244,7 +254,9 @@ class SerializationRegistry:
         try:
             return serializer.deserialize(payload)
         except Exception as e:
-            raise SerializationError(f"Payload of type {type_name!r} does not decode: {e}") from e
+            raise SerializationError(
+                f"Payload of type {type_name!r} does not decode: {one_line_error(e)}"
+            ) from e
 
     def _from_catalog(
         self, type_name: str, data_content_type: str

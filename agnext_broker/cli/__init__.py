@@ -1,5 +1,5 @@
-"""The ``agnext-broker`` command."""
+"""The ``agnext-broker`` command (``cli`` is its click group)."""
 
-from ._main import main
+from ._main import cli, main
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]

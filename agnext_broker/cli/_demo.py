@@ -1,4 +1,5 @@
-"""``agnext-broker demo``: the tally example on the standalone runtime, narrated."""
+"""``agnext-broker demo``: the tally example on the standalone runtime, narrated; or, given
+RabbitMQ and Redis, a batch sent to workers of the example running on the broker runtime."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from .. import (
     MessageContext,
     SingleThreadedAgentRuntime,
 )
+from ..application.broker import BrokerAgentRuntime, BrokerSettings
 from ..examples import tally
+
+EXAMPLE_APP = "agnext_broker.examples.tally:register"
+COORDINATOR = AgentId("coordinator", "default")
+REPORTER = AgentId("reporter", "default")
 
 
 class Narrator(DefaultInterventionHandler):
@@ -76,5 +82,44 @@ async def run_demo(keys: list[str], items_per_key: int, *, quiet: bool = False) 
     expected = len(keys) * items_per_key
     if report.items != expected:
         print(f"error: expected {expected} tallied items, got {report.items}")
+        return 1
+    return 0
+
+
+async def run_broker_demo(
+    settings: BrokerSettings, keys: list[str], items_per_key: int, *, host_agents: bool
+) -> int:
+    """Send one batch to the example's coordinator on running workers (or on this process with
+    ``host_agents``) and print the report; 0 if every item of this batch was tallied."""
+    runtime = BrokerAgentRuntime(settings)
+    if host_agents:
+        await tally.register(runtime)
+    await runtime.start()
+    try:
+        where = "this process and any other workers" if host_agents else "the running workers"
+        print(
+            f"agnext-broker demo: broker runtime, namespace {settings.namespace!r}, "
+            f"{len(keys)} key(s) x {items_per_key} item(s) on {where}",
+            flush=True,
+        )
+        before: tally.Report = await runtime.send_message(tally.GetReport(), REPORTER)
+        started = time.perf_counter()
+        batch = tally.RunBatch(
+            keys=keys, items_per_key=items_per_key, timeout_s=max(5.0, settings.rpc_timeout - 5)
+        )
+        report: tally.Report = await runtime.send_message(batch, COORDINATOR)
+        elapsed = time.perf_counter() - started
+    finally:
+        await runtime.stop()
+        await runtime.close()
+    tallied = report.items - before.items
+    print(f"report from reporter/default after {elapsed * 1000:.1f} ms: {tallied} item(s)")
+    for key in keys:
+        count, total = report.counts.get(key, 0), report.totals.get(key, 0)
+        print(f"  {key:<10} count {count:>4}  total {total:>6}  (over every batch so far)")
+    print(f"the talliers' state is in Redis: agnext-broker inspect state tallier {keys[0]}")
+    expected = len(keys) * items_per_key
+    if tallied != expected:
+        print(f"error: expected {expected} tallied items, got {tallied}")
         return 1
     return 0

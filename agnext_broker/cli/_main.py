@@ -1,71 +1,160 @@
+"""The ``agnext-broker`` command: demo, worker, run, send, publish, inspect and dead-letters."""
+
 from __future__ import annotations
 
-import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from ._demo import run_demo
+import click
+
+from ..application.broker._settings import variable
+from . import _logging
+from ._demo import EXAMPLE_APP, run_broker_demo, run_demo
+from ._errors import CommandError, run_async
+from ._inject import publish_command, send_command
+from ._options import CONNECTION, load_settings, pop_settings, settings_options
+from ._run import run_workers
+from ._worker import check_worker, load_app, run_worker
+
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+LOG_FORMATS = click.Choice(["auto", "console", "json"])
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="agnext-broker",
-        description="Multi-agent applications on autogen-core's API, standalone or on a broker.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo", help="run the tally example on the standalone runtime and show what happens"
-    )
-    demo.add_argument(
-        "--keys",
-        default="alpha,beta,gamma",
-        help="comma-separated keys; one tallier agent per key (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--items", type=int, default=4, help="work items per key (default: %(default)s)"
-    )
-    demo.add_argument("--quiet", action="store_true", help="print only the final report")
+def _version() -> str:
+    try:
+        return version("agnext-broker")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree not installed
+        return "unknown"
 
-    worker = commands.add_parser(
-        "worker",
-        help="host the agents an application registers, on RabbitMQ and Redis",
-        description="Settings not given as flags come from AGNEXT_* environment variables.",
+
+def log_options(command: Any) -> Any:
+    command = click.option(
+        "--log-format",
+        type=LOG_FORMATS,
+        default="auto",
+        envvar="AGNEXT_LOG_FORMAT",
+        show_default=True,
+        help="console lines, JSON lines, or auto: console on a terminal [AGNEXT_LOG_FORMAT]",
+    )(command)
+    return click.option(
+        "--log-level",
+        type=LOG_LEVELS,
+        default="info",
+        envvar="AGNEXT_LOG_LEVEL",
+        show_default=True,
+        help="[AGNEXT_LOG_LEVEL]",
+    )(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(_version(), "--version", "-V", prog_name="agnext-broker")
+def cli() -> None:
+    """Multi-agent applications on autogen-core's agent API, standalone or on RabbitMQ + Redis.
+
+    Settings not given as flags come from AGNEXT_* environment variables (or, for secrets, from
+    the file named by AGNEXT_<NAME>_FILE), else the defaults.
+    """
+
+
+@cli.command()
+@click.option("--keys", default="alpha,beta,gamma", show_default=True, help="one tallier per key")
+@click.option("--items", type=click.IntRange(min=1), default=4, show_default=True, help="per key")
+@click.option("--quiet", is_flag=True, help="print only the final report (standalone)")
+@click.option(
+    "--host-agents",
+    is_flag=True,
+    help="on the broker: host the example's agents in this process too (no worker needed)",
+)
+@settings_options(CONNECTION)
+def demo(keys: str, items: int, quiet: bool, host_agents: bool, **flags: Any) -> None:
+    """Run the tally example: on the standalone runtime, narrated; or, with --amqp-url or
+    --redis-url (or AGNEXT_AMQP_URL), send a batch to workers of the example
+    (agnext-broker worker --app agnext_broker.examples.tally:register) and print the report."""
+    names = [key.strip() for key in keys.split(",") if key.strip()]
+    if not names:
+        raise click.BadParameter("give at least one key", param_hint="--keys")
+    on_broker = host_agents or any(
+        flags.get(name) or variable(name) in os.environ for name in ("amqp_url", "redis_url")
     )
-    worker.add_argument(
-        "--app", required=True, help="module:function that registers agents on the runtime"
-    )
-    worker.add_argument("--amqp-url", help="RabbitMQ URL (AGNEXT_AMQP_URL)")
-    worker.add_argument("--redis-url", help="Redis URL (AGNEXT_REDIS_URL)")
-    worker.add_argument("--namespace", help="name prefix of every queue and key (AGNEXT_NAMESPACE)")
-    worker.add_argument("--partitions", type=int, help="partitions per new agent type")
-    worker.add_argument("--worker-id", help="this worker's id (default: random)")
-    worker.add_argument("--log-level", default="info", help="debug, info, warning, error")
-    return parser
+    if not on_broker:
+        sys.exit(asyncio.run(run_demo(names, items, quiet=quiet)))
+    settings = load_settings(flags)
+    try:
+        sys.exit(run_async(run_broker_demo(settings, names, items, host_agents=host_agents)))
+    except CommandError as e:
+        if "coordinator" in e.message and not host_agents:
+            raise CommandError(
+                f"{e.message}; start workers of the example first (agnext-broker worker --app "
+                f"{EXAMPLE_APP}) or pass --host-agents"
+            ) from None
+        raise
+
+
+@cli.command()
+@click.option(
+    "--app",
+    "app_spec",
+    envvar="AGNEXT_APP",
+    help="module:function that registers the agents on the runtime [AGNEXT_APP]",
+)
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="connect, declare the topology, send a probe, import the app, say what was found; "
+    "exit 0 if a worker could run, 1 if not",
+)
+@log_options
+@settings_options()
+def worker(
+    app_spec: str | None, check_only: bool, log_level: str, log_format: str, **flags: Any
+) -> None:
+    """Host the agents that --app registers, on RabbitMQ and Redis, until SIGTERM or Ctrl-C
+    (then drain: a second signal exits at once)."""
+    settings = load_settings(flags)
+    _logging.configure(log_level, log_format, settings.worker_id)  # type: ignore[arg-type]
+    if check_only:
+        app = load_app(app_spec) if app_spec else None
+        sys.exit(run_async(check_worker(app, app_spec, settings)))
+    if not app_spec:
+        raise click.UsageError("give --app module:function (or AGNEXT_APP)")
+    app = load_app(app_spec)
+    from ._tracing import shutdown_tracing, tracer_provider_from_env
+
+    tracer_provider = tracer_provider_from_env()
+    try:
+        sys.exit(run_async(run_worker(app, app_spec, settings, tracer_provider=tracer_provider)))
+    finally:
+        shutdown_tracing(tracer_provider)
+
+
+@cli.command()
+@click.option("--app", "app_spec", required=True, envvar="AGNEXT_APP", help="module:function")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=2, show_default=True)
+@log_options
+@settings_options()
+def run(app_spec: str, workers: int, log_level: str, log_format: str, **flags: Any) -> None:
+    """Start N worker processes of --app on this machine (Ctrl-C drains them all)."""
+    load_app(app_spec)  # fail here, once, rather than in every worker
+    given = {k: v for k, v in pop_settings(flags).items() if v is not None}
+    load_settings(given)
+    sys.exit(run_workers(app_spec, workers, given, log_level, log_format))
+
+
+cli.add_command(send_command)
+cli.add_command(publish_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "demo":
-        keys = [key.strip() for key in args.keys.split(",") if key.strip()]
-        if not keys or args.items < 1:
-            print("agnext-broker demo: give at least one key and --items >= 1", file=sys.stderr)
-            return 2
-        return asyncio.run(run_demo(keys, args.items, quiet=args.quiet))
-    if args.command == "worker":
-        from ._logging import configure
-        from ._worker import worker_main
-
-        configure(args.log_level)
-        overrides = {
-            "amqp_url": args.amqp_url,
-            "redis_url": args.redis_url,
-            "namespace": args.namespace,
-            "partitions": args.partitions,
-            "worker_id": args.worker_id,
-        }
-        return worker_main(args.app, overrides)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="agnext-broker")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

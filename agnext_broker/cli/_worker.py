@@ -12,39 +12,72 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import click
+
 from ..application.broker import BrokerAgentRuntime, BrokerSettings
+from ..application.broker._check import Finding, check
+from ._errors import CommandError
 
 logger = logging.getLogger("agnext_broker.worker")
 
+App = Callable[[BrokerAgentRuntime], Any]
 
-def load_app(spec: str) -> Callable[[BrokerAgentRuntime], Any]:
+
+def load_app(spec: str) -> App:
     """Import ``module:function``.
 
     Raises:
-        ValueError: the spec is malformed or does not name a callable.
+        click.BadParameter: the spec is malformed, does not import, or names no function.
     """
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError(f"--app {spec!r}: expected module:function, e.g. myapp.agents:register")
+        raise click.BadParameter(
+            f"{spec!r}: expected module:function, e.g. myapp.agents:register", param_hint="--app"
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's own modules import
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"--app {spec!r}: cannot import {module_name!r}: {e}") from e
+    except Exception as e:  # an app's module may raise anything while importing
+        raise click.BadParameter(
+            f"{spec!r}: cannot import {module_name!r} ({type(e).__name__}: {e}); check the "
+            "module path and that its package is installed",
+            param_hint="--app",
+        ) from e
     app = getattr(module, attribute, None)
-    if not callable(app):
-        raise ValueError(f"--app {spec!r}: {module_name} has no function {attribute!r}")
+    if app is None:
+        raise click.BadParameter(
+            f"{spec!r}: {module_name} has no attribute {attribute!r}", param_hint="--app"
+        )
+    if not callable(app) or inspect.isclass(app):
+        raise click.BadParameter(
+            f"{spec!r}: {module_name}.{attribute} is not a function that takes the runtime",
+            param_hint="--app",
+        )
     return app  # type: ignore[no-any-return]
 
 
-async def run_worker(app: Callable[[BrokerAgentRuntime], Any], settings: BrokerSettings) -> int:
+async def register(app: App, runtime: BrokerAgentRuntime, spec: str) -> None:
+    """Run the app's registering function.
+
+    Raises:
+        CommandError: it failed (the message names the app and the error).
+    """
+    try:
+        registered = app(runtime)
+        if inspect.isawaitable(registered):
+            await registered
+    except Exception as e:
+        raise CommandError(f"--app {spec}: registering failed: {type(e).__name__}: {e}") from e
+
+
+async def run_worker(app: App, spec: str, settings: BrokerSettings, **runtime_args: Any) -> int:
     """Host the agents ``app`` registers until SIGTERM or SIGINT, then drain and exit.
 
     A signal while connecting ends the start-up at once; a second signal during the drain ends
     the process at once (what it had not acknowledged goes back to its queues)."""
-    runtime = BrokerAgentRuntime(settings)
-    registered = app(runtime)
-    if inspect.isawaitable(registered):
-        await registered
+    runtime = BrokerAgentRuntime(settings, **runtime_args)
+    await register(app, runtime, spec)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -72,11 +105,10 @@ async def run_worker(app: Callable[[BrokerAgentRuntime], Any], settings: BrokerS
     stopping.cancel()
     error = starting.exception()
     if error is not None:
-        logger.error("worker could not start: %s", error)
-        return 1
+        raise CommandError(f"the worker could not start: {error}")
     logger.info(
         "worker ready",
-        extra={"worker_id": settings.worker_id, "namespace": settings.namespace},
+        extra={"namespace": settings.namespace, "agent_types": ",".join(runtime.hosted_types)},
     )
     await stop.wait()
     logger.info(
@@ -92,13 +124,20 @@ async def _start(runtime: BrokerAgentRuntime) -> None:
     await runtime.start()
 
 
-def worker_main(
-    app_spec: str, overrides: dict[str, Any]
-) -> int:  # pragma: no cover - exercised in subprocesses
-    try:
-        app = load_app(app_spec)
-        settings = BrokerSettings.from_env(**overrides)
-    except ValueError as e:
-        print(f"agnext-broker worker: {e}", file=sys.stderr)
-        return 2
-    return asyncio.run(run_worker(app, settings))
+async def check_worker(app: App | None, spec: str | None, settings: BrokerSettings) -> int:
+    """Print what a worker with these settings finds; 0 if it could run."""
+    findings = await check(settings)
+    if app is not None and spec is not None:
+        runtime = BrokerAgentRuntime(settings)
+        try:
+            await register(app, runtime, spec)
+            types = ", ".join(runtime.hosted_types) or "none"
+            findings.append(Finding("app", True, f"{spec} registers agent types: {types}"))
+        except CommandError as e:
+            findings.append(Finding("app", False, str(e)))
+    for finding in findings:
+        mark = "ok  " if finding.ok else "FAIL"
+        click.echo(f"{mark} {finding.what:<9} {finding.detail}")
+    ok = all(f.ok for f in findings)
+    click.echo("the worker can run here" if ok else "the worker cannot run: fix what FAILed")
+    return 0 if ok else 1

@@ -3,6 +3,6 @@ the agents' state."""
 
 from ...base import MessageTooLargeError
 from ._runtime import BrokerAgentRuntime
-from ._settings import BrokerSettings
+from ._settings import BrokerSettings, SettingsError
 
-__all__ = ["BrokerAgentRuntime", "BrokerSettings", "MessageTooLargeError"]
+__all__ = ["BrokerAgentRuntime", "BrokerSettings", "MessageTooLargeError", "SettingsError"]

@@ -89,6 +89,11 @@ class BrokerAgentRuntime(RuntimeCore):
         self._reloading: asyncio.Task[None] | None = None
 
     @property
+    def hosted_types(self) -> list[str]:
+        """The agent types registered on this runtime (it hosts their partitions once started)."""
+        return sorted(self._directory.agent_types)
+
+    @property
     def _session(self) -> Session | None:
         """The session while the runtime runs or drains (the tests look at it)."""
         return self._life.session
