@@ -13,6 +13,7 @@ No LLM is involved; the same code runs on the standalone and the broker runtime.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ from .. import (
     event,
     rpc,
 )
+
+logger = logging.getLogger(__name__)
 
 WORK_TOPIC = "work"
 RESULTS_TOPIC = "tally.results"
@@ -74,6 +77,7 @@ class Tallier(RoutedAgent):
     async def on_work_item(self, item: WorkItem, ctx: MessageContext) -> None:
         self.total += item.amount
         self.count += 1
+        logger.debug("item %d of %s tallied: total %d", item.item_id, item.key, self.total)
         tallied = ItemTallied(
             key=item.key, item_id=item.item_id, total=self.total, count=self.count
         )
