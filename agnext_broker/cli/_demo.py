@@ -3,6 +3,7 @@ RabbitMQ and Redis, a batch sent to workers of the example running on the broker
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -13,6 +14,7 @@ from .. import (
     DropMessage,
     MessageContext,
     SingleThreadedAgentRuntime,
+    UndeliverableException,
 )
 from ..application.broker import BrokerAgentRuntime, BrokerSettings
 from ..examples import tally
@@ -102,7 +104,7 @@ async def run_broker_demo(
             f"{len(keys)} key(s) x {items_per_key} item(s) on {where}",
             flush=True,
         )
-        before: tally.Report = await runtime.send_message(tally.GetReport(), REPORTER)
+        before = await _first_report(runtime, settings.connect_timeout)
         started = time.perf_counter()
         batch = tally.RunBatch(
             keys=keys, items_per_key=items_per_key, timeout_s=max(5.0, settings.rpc_timeout - 5)
@@ -123,3 +125,17 @@ async def run_broker_demo(
         print(f"error: expected {expected} tallied items, got {tallied}")
         return 1
     return 0
+
+
+async def _first_report(runtime: BrokerAgentRuntime, patience: float) -> tally.Report:
+    """The reporter's report before the batch, waiting up to ``patience`` seconds for a worker
+    of the example to be up (workers started just before the demo may still be joining)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            report: tally.Report = await runtime.send_message(tally.GetReport(), REPORTER)
+            return report
+        except UndeliverableException:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)

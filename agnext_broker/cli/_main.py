@@ -86,10 +86,10 @@ def demo(keys: str, items: int, quiet: bool, host_agents: bool, **flags: Any) ->
     try:
         sys.exit(run_async(run_broker_demo(settings, names, items, host_agents=host_agents)))
     except CommandError as e:
-        if "coordinator" in e.message and not host_agents:
+        if "No live worker hosts" in e.message and not host_agents:
             raise CommandError(
-                f"{e.message}; start workers of the example first (agnext-broker worker --app "
-                f"{EXAMPLE_APP}) or pass --host-agents"
+                f"{e.message.rstrip('.')}; start workers of the example first "
+                f"(agnext-broker worker --app {EXAMPLE_APP}) or pass --host-agents"
             ) from None
         raise
 
