@@ -3,6 +3,7 @@
 Every public name is importable from here.
 """
 
+from ._constants import EVENT_LOGGER_NAME, ROOT_LOGGER_NAME, TRACE_LOGGER_NAME
 from .application import SingleThreadedAgentRuntime, StandaloneAgentRuntime
 from .application.broker import BrokerAgentRuntime, BrokerSettings
 from .base import (
@@ -58,9 +59,21 @@ from .base import (
 from .components import (
     ClosureAgent,
     ClosureContext,
+    Component,
+    ComponentBase,
+    ComponentFromConfig,
+    ComponentLoader,
+    ComponentModel,
+    ComponentSchemaType,
+    ComponentToConfig,
+    ComponentType,
+    FunctionCall,
+    Image,
     MessageHandler,
     RoutedAgent,
     event,
+    is_component_class,
+    is_component_instance,
     message_handler,
     rpc,
 )
@@ -68,7 +81,10 @@ from .components import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "EVENT_LOGGER_NAME",
     "JSON_DATA_CONTENT_TYPE",
+    "ROOT_LOGGER_NAME",
+    "TRACE_LOGGER_NAME",
     "AccessRefusedError",
     "Agent",
     "AgentId",
@@ -85,11 +101,21 @@ __all__ = [
     "CantHandleException",
     "ClosureAgent",
     "ClosureContext",
+    "Component",
+    "ComponentBase",
+    "ComponentFromConfig",
+    "ComponentLoader",
+    "ComponentModel",
+    "ComponentSchemaType",
+    "ComponentToConfig",
+    "ComponentType",
     "DataclassJsonMessageSerializer",
     "DefaultInterventionHandler",
     "DefaultSubscription",
     "DefaultTopicId",
     "DropMessage",
+    "FunctionCall",
+    "Image",
     "InterventionHandler",
     "MessageContext",
     "MessageDroppedException",
@@ -122,6 +148,8 @@ __all__ = [
     "default_subscription",
     "event",
     "handles",
+    "is_component_class",
+    "is_component_instance",
     "message_handler",
     "rpc",
     "try_get_known_serializers_for_type",

@@ -1,0 +1,1 @@
+"""Model client interface and LLM message types; public as :mod:`agnext_broker.models`."""
