@@ -1,0 +1,1 @@
+"""Chat completion contexts; public as :mod:`agnext_broker.model_context`."""
