@@ -1,0 +1,1 @@
+"""Memory for agents; public as :mod:`agnext_broker.memory`."""
