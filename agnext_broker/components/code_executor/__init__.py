@@ -1,0 +1,1 @@
+"""Code executors: run model-written code blocks locally or in a Docker container."""

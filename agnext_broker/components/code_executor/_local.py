@@ -1,0 +1,266 @@
+"""LocalCommandLineCodeExecutor: code blocks run as processes of this machine, in a work directory.
+
+It isolates nothing: the code runs as this process's user, with its environment, and can read
+and write anything that user can, absolute paths included. What it bounds is the process: each
+block runs in a session and process group of its own, and when the block ends (it exits, times
+out or is cancelled) the whole group is killed, so ``sleep 600 &`` does not outlive its block. A
+process that leaves the group on purpose (``setsid``, a daemon) is not found. Use the Docker
+executor for code you do not trust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from string import Template
+from types import SimpleNamespace
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel
+
+from ...base import CancellationToken
+from .._component_config import Component
+from ._base import CodeBlock, CodeExecutor
+from ._command_line import (
+    FUNCTION_PROMPT_TEMPLATE,
+    SUPPORTED_LANGUAGES,
+    CommandLineCodeResult,
+    SavedBlock,
+    lang_to_cmd,
+    save_block,
+)
+from ._func_with_reqs import AnyFunction, build_python_functions_file, required_packages, to_stub
+from ._processes import ProcessOutcome, run_process
+
+logger = logging.getLogger("agnext_broker.code_executor")
+
+
+class LocalCommandLineCodeExecutorConfig(BaseModel):
+    timeout: int = 60
+    work_dir: str | None = None
+    functions_module: str = "functions"
+    cleanup_temp_files: bool = True
+
+
+class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeExecutorConfig]):
+    """Runs each code block as a process on this machine, in the work directory.
+
+    .. danger::
+
+        The code runs on this machine as this user. Give it model-written code only if you
+        accept that; :class:`DockerCommandLineCodeExecutor` confines it to a container.
+
+    Each block is saved to a file in the work directory (``tmp_code_<sha256>.<ext>``, or the
+    name a first line ``# filename: <name>`` gives, which must stay inside the work directory)
+    and run with this Python (``python`` blocks) or the shell (``sh``, ``bash``, ``shell``).
+    Blocks run in order; the first that fails ends the run. Standard output and standard error
+    are captured together, in the order they were written.
+
+    Args:
+        timeout: seconds each block may run; then its process group is killed and the result
+            has exit code 124 and ends with ``Timeout``.
+        work_dir: where the files are written and the code runs; by default a temporary
+            directory made by :meth:`start` and removed by :meth:`stop`.
+        functions: functions made importable from the module ``functions_module`` in the work
+            directory; their :func:`with_requirements` packages are installed with pip first.
+        functions_module: the name of that module.
+        virtual_env_context: a ``venv.EnvBuilder().ensure_directories(...)`` context, to run
+            Python (and pip) from that environment.
+        cleanup_temp_files: remove the code files after each run.
+    """
+
+    component_config_schema = LocalCommandLineCodeExecutorConfig
+    component_provider_override = "agnext_broker.code_executor.LocalCommandLineCodeExecutor"
+
+    SUPPORTED_LANGUAGES: ClassVar[list[str]] = SUPPORTED_LANGUAGES
+    FUNCTION_PROMPT_TEMPLATE: ClassVar[str] = FUNCTION_PROMPT_TEMPLATE
+
+    def __init__(
+        self,
+        timeout: int = 60,
+        work_dir: Path | str | None = None,
+        functions: Sequence[AnyFunction] = (),
+        functions_module: str = "functions",
+        virtual_env_context: SimpleNamespace | None = None,
+        cleanup_temp_files: bool = True,
+    ) -> None:
+        if timeout < 1:
+            raise ValueError("Timeout must be greater than or equal to 1.")
+        if not functions_module.isidentifier():
+            raise ValueError("Module name must be a valid Python identifier")
+        self._timeout = timeout
+        self._user_work_dir = Path(work_dir) if work_dir is not None else None
+        if self._user_work_dir is not None:
+            self._user_work_dir.mkdir(parents=True, exist_ok=True)
+        self._functions = list(functions)
+        self._functions_module = functions_module
+        self._virtual_env_context = virtual_env_context
+        self._cleanup_temp_files = cleanup_temp_files
+        self._temp_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._functions_ready = not self._functions
+        self._setup_lock = asyncio.Lock()
+
+    @property
+    def timeout(self) -> int:
+        return self._timeout
+
+    @property
+    def work_dir(self) -> Path:
+        """The work directory (the temporary one exists between :meth:`start` and :meth:`stop`)."""
+        if self._user_work_dir is not None:
+            return self._user_work_dir
+        if self._temp_dir is None:
+            raise RuntimeError("The executor has no work directory yet: call start() first.")
+        return Path(self._temp_dir.name)
+
+    @property
+    def functions_module(self) -> str:
+        return self._functions_module
+
+    @property
+    def functions(self) -> list[str]:
+        """The names of the functions made importable."""
+        return [to_stub(f).split("(", 1)[0].removeprefix("def ") for f in self._functions]
+
+    def format_functions_for_prompt(self, prompt_template: str = FUNCTION_PROMPT_TEMPLATE) -> str:
+        """Describe the functions to a model: ``$module_name`` and ``$functions`` (their stubs)
+        are filled in ``prompt_template``."""
+        return Template(prompt_template).substitute(
+            module_name=self._functions_module,
+            functions="\n\n".join(to_stub(f) for f in self._functions),
+        )
+
+    async def start(self) -> None:
+        if self._user_work_dir is None and self._temp_dir is None:
+            self._temp_dir = tempfile.TemporaryDirectory(prefix="agnext-code-")
+            self._functions_ready = not self._functions
+
+    async def stop(self) -> None:
+        if self._temp_dir is not None:
+            self._temp_dir.cleanup()
+            self._temp_dir = None
+
+    async def restart(self) -> None:
+        warnings.warn(
+            "Restarting local command line code executor is not supported. No action is taken.",
+            stacklevel=2,
+        )
+
+    async def execute_code_blocks(
+        self, code_blocks: list[CodeBlock], cancellation_token: CancellationToken
+    ) -> CommandLineCodeResult:
+        """Run ``code_blocks`` in order (see the class); :meth:`start` is called if it was not."""
+        await self.start()
+        async with self._setup_lock:
+            if not self._functions_ready:
+                await self._setup_functions(cancellation_token)
+        return await self._run_blocks(code_blocks, cancellation_token)
+
+    def _python(self) -> str:
+        if self._virtual_env_context is not None:
+            return os.path.abspath(str(self._virtual_env_context.env_exe))
+        return sys.executable
+
+    def _environment(self) -> dict[str, str]:
+        env = os.environ.copy()
+        env.setdefault("PYTHONUNBUFFERED", "1")  # output and errors in the order written
+        if self._virtual_env_context is not None:
+            bin_path = os.path.abspath(str(self._virtual_env_context.bin_path))
+            env["PATH"] = f"{bin_path}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    async def _setup_functions(self, cancellation_token: CancellationToken) -> None:
+        source = build_python_functions_file(self._functions)
+        (self.work_dir / f"{self._functions_module}.py").write_text(source, encoding="utf-8")
+        packages = required_packages(self._functions)
+        if packages:
+            logger.info("installing the functions' packages: %s", ", ".join(packages))
+            argv = [self._python(), "-m", "pip", "install", "--quiet", *packages]
+            outcome = await self._run(argv, cancellation_token)
+            if outcome.timed_out:
+                raise ValueError("Pip install timed out")
+            if outcome.cancelled:
+                raise ValueError("Pip install was cancelled")
+            if outcome.exit_code != 0:
+                raise ValueError(f"Pip install failed. {outcome.output}")
+        loaded = await self._run_blocks(
+            [CodeBlock(code=source, language="python")], cancellation_token, cleanup=True
+        )
+        if loaded.exit_code != 0:
+            raise ValueError(f"Functions failed to load: {loaded.output}")
+        self._functions_ready = True
+
+    async def _run(self, argv: list[str], cancellation_token: CancellationToken) -> ProcessOutcome:
+        return await run_process(
+            argv,
+            cwd=self.work_dir,
+            env=self._environment(),
+            timeout_seconds=self._timeout,
+            cancellation_token=cancellation_token,
+        )
+
+    async def _run_blocks(
+        self,
+        code_blocks: list[CodeBlock],
+        cancellation_token: CancellationToken,
+        cleanup: bool | None = None,
+    ) -> CommandLineCodeResult:
+        output = ""
+        exit_code = 0
+        saved: list[SavedBlock] = []
+        try:
+            for block in code_blocks:
+                block_file = save_block(block, self.work_dir)
+                if isinstance(block_file, str):
+                    exit_code = 1
+                    output += "\n" + block_file
+                    break
+                saved.append(block_file)
+                outcome = await self._run(self._command(block_file), cancellation_token)
+                output += outcome.output
+                exit_code = outcome.exit_code
+                if outcome.timed_out or outcome.cancelled or exit_code != 0:
+                    break
+        finally:
+            if self._cleanup_temp_files if cleanup is None else cleanup:
+                for block_file in saved:
+                    block_file.path.unlink(missing_ok=True)
+        code_file = str(saved[0].path) if saved else None
+        return CommandLineCodeResult(exit_code=exit_code, output=output, code_file=code_file)
+
+    def _command(self, block: SavedBlock) -> list[str]:
+        if block.language == "python":
+            return [self._python(), str(block.path)]
+        program = lang_to_cmd(block.language)
+        if program in ("pwsh", "powershell"):
+            return [program, "-NoProfile", "-ExecutionPolicy", "Bypass", "-File", str(block.path)]
+        return [program, str(block.path)]
+
+    def _to_config(self) -> LocalCommandLineCodeExecutorConfig:
+        if self._functions:
+            logger.info("Functions will not be included in serialized configuration")
+        return LocalCommandLineCodeExecutorConfig(
+            timeout=self._timeout,
+            work_dir=str(self._user_work_dir) if self._user_work_dir is not None else None,
+            functions_module=self._functions_module,
+            cleanup_temp_files=self._cleanup_temp_files,
+        )
+
+    @classmethod
+    def _from_config(cls, config: LocalCommandLineCodeExecutorConfig) -> Self:
+        return cls(
+            timeout=config.timeout,
+            work_dir=config.work_dir,
+            functions_module=config.functions_module,
+            cleanup_temp_files=config.cleanup_temp_files,
+        )
+
+    def __repr__(self) -> str:
+        where: Any = self._user_work_dir or (self._temp_dir.name if self._temp_dir else None)
+        return f"LocalCommandLineCodeExecutor(work_dir={where!s}, timeout={self._timeout})"
