@@ -25,7 +25,7 @@ async def invoke_handler(
     frame_token = enter_handler_frame(HandlerFrame(agent.id, turn, path, message_ids))
     try:
         if telemetry.enabled:
-            with telemetry.span("process", agent.id, **{"agnext.message_id": ctx.message_id}):
+            with telemetry.span("process", agent.id, ctx.message_id):
                 return await agent.on_message(message, ctx)
         return await agent.on_message(message, ctx)
     finally:

@@ -26,6 +26,7 @@ from ..base import (
     UndeliverableException,
 )
 from ._runtime_core import RuntimeCore, calling_path, new_message_id
+from ._telemetry import TraceContext
 from ._turns import Place, TurnGate
 
 logger = logging.getLogger("agnext_broker")
@@ -168,7 +169,7 @@ class StandaloneAgentRuntime(RuntimeCore):
         self._in_flight += 1
         try:
             if self._telemetry.enabled:
-                with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
+                with self._telemetry.span("send", recipient, message_id):
                     result = await self._deliver(recipient, message, ctx, place, cancellation_token)
             else:
                 result = await self._deliver(recipient, message, ctx, place, cancellation_token)
@@ -216,7 +217,7 @@ class StandaloneAgentRuntime(RuntimeCore):
             if message is DropMessage:
                 return
         if self._telemetry.enabled:
-            with self._telemetry.span("publish", topic_id, **{"agnext.message_id": message_id}):
+            with self._telemetry.span("publish", topic_id, message_id):
                 self._fan_out(message, topic_id, sender, token, message_id)
         else:
             self._fan_out(message, topic_id, sender, token, message_id)
@@ -230,7 +231,9 @@ class StandaloneAgentRuntime(RuntimeCore):
         message_id: str,
     ) -> None:
         # An event's call path is empty: nobody waits for it, so it never enters a running turn.
-        # It takes its place in line now, but its task is only created when its turn comes.
+        # It takes its place in line now, but its task is only created when its turn comes, in
+        # the context of the turn that ended: its trace is this one, kept here.
+        trace = self._telemetry.current() if self._telemetry.enabled else None
         for recipient in self._subscriptions.recipients(topic_id):
             if recipient == sender:
                 continue
@@ -238,7 +241,7 @@ class StandaloneAgentRuntime(RuntimeCore):
             self._in_flight += 1
             gate = self._directory.gate(recipient)
             turn = next(self._turn_ids)
-            start = partial(self._start_event, recipient, message, ctx, gate, turn)
+            start = partial(self._start_event, recipient, message, ctx, gate, turn, trace)
             if gate is None:
                 start()
             else:
@@ -251,9 +254,10 @@ class StandaloneAgentRuntime(RuntimeCore):
         ctx: MessageContext,
         gate: TurnGate | None,
         turn: int,
+        trace: TraceContext | None,
     ) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._deliver_event(recipient, message, ctx, gate, turn)
+            self._deliver_event(recipient, message, ctx, gate, turn, trace)
         )
         self._event_tasks.add(task)
         task.add_done_callback(self._event_tasks.discard)
@@ -265,12 +269,17 @@ class StandaloneAgentRuntime(RuntimeCore):
         ctx: MessageContext,
         gate: TurnGate | None,
         turn: int,
+        trace: TraceContext | None,
     ) -> None:
         """Handle an event whose turn has come (``gate.defer`` started it)."""
         try:
             if not self._running:
                 await self._until_running()
-            await self._run_handler(recipient, message, ctx, turn, ())
+            if trace is None:
+                await self._run_handler(recipient, message, ctx, turn, ())
+            else:
+                with self._telemetry.within(trace):
+                    await self._run_handler(recipient, message, ctx, turn, ())
         except asyncio.CancelledError:
             raise
         except BaseException as e:

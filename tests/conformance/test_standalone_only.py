@@ -321,6 +321,31 @@ async def test_spans_are_named_after_operation_and_destination(make_runtime: Mak
     send, process = spans["send echo/k"], spans["process echo/k"]
     assert process.context.trace_id == send.context.trace_id
     assert spans["process collector/s"].context.trace_id == spans["publish news/s"].context.trace_id
+    assert process.parent is not None
+    assert process.parent.span_id == send.context.span_id
+    assert process.attributes is not None
+    assert process.attributes["messaging.message.id"] == send.attributes["messaging.message.id"]
+
+
+async def test_an_event_that_waited_its_turn_is_traced_under_its_own_publish(
+    make_runtime: MakeRuntime,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    runtime = make_runtime(tracer_provider=provider)
+    await register_collector(runtime, "news")
+    tracer = provider.get_tracer("test")
+
+    for caller in ("first", "second"):  # the second waits until the first one's turn ends
+        with tracer.start_as_current_span(caller):
+            await runtime.publish_message(Ping(caller), TopicId("news", "s"))
+    await runtime.stop_when_idle()
+
+    spans = exporter.get_finished_spans()
+    publishes = {s.context.span_id: s for s in spans if s.name == "publish news/s"}
+    parents = [s.parent.span_id for s in spans if s.name == "process collector/s" and s.parent]
+    assert sorted(parents) == sorted(publishes)
 
 
 # -- lifecycle ----------------------------------------------------------------------------------

@@ -245,6 +245,18 @@ class WorkerPool:
         handle.worker_id = worker_id
         return handle
 
+    def start_module(
+        self, name: str, module: str, args: list[str], *, env: Mapping[str, str] | None = None
+    ) -> Process:
+        """``python -m <module> <args>``: a worker of the test's own making (not the
+        ``agnext-broker worker`` command), with a known worker id (``AGNEXT_WORKER_ID``)."""
+        worker_id = f"{name}-{uuid.uuid4().hex[:6]}"
+        handle = self._spawn(
+            name, ["-m", module, *args], {**(env or {}), "AGNEXT_WORKER_ID": worker_id}
+        )
+        handle.worker_id = worker_id
+        return handle
+
     def start_client(
         self, name: str, args: list[str], *, env: Mapping[str, str] | None = None
     ) -> Process:

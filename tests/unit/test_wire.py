@@ -20,7 +20,8 @@ ENVELOPES = [
     Envelope("m-2", "tallier/a", "WorkItem", "send", b"{}", "application/json",
              recipient=AgentId("reporter", "default"), sender=AgentId("tallier", "a"),
              path=("0f1e2d3c4b5a6978", "aa"), correlation="m-2",
-             traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+             traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+             tracestate="congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
     Envelope("m-3", "coordinator/x", "Tick", "publish", b'{"n":3}', "application/json",
              topic=TopicId("work:items", "alpha/β"), sender=AgentId("coordinator", "x")),
     Envelope("m-4:response", "echo/k", "json", "response", b"null", "application/json",
@@ -49,6 +50,7 @@ def _attributes(envelope: Envelope) -> dict[str, Any]:
         "agcorrelation": envelope.correlation,
         "agerrortype": envelope.error_type,
         "traceparent": envelope.traceparent,
+        "tracestate": envelope.tracestate,
     }
     attributes.update({k: v for k, v in optional.items() if v is not None})
     return attributes

@@ -43,7 +43,8 @@ EXT_SENDER: Final = "agsender"  # "type/key" of the sending agent, absent for ou
 EXT_PATH: Final = "agpath"  # call path: comma-separated ids of the turns waiting for this message
 EXT_CORRELATION: Final = "agcorrelation"  # RPC correlation id (also the AMQP correlation_id)
 EXT_ERROR_TYPE: Final = "agerrortype"  # qualified exception type of a failed RPC
-EXT_TRACEPARENT: Final = "traceparent"  # W3C trace context
+EXT_TRACEPARENT: Final = "traceparent"  # W3C trace context of the send or publish span
+EXT_TRACESTATE: Final = "tracestate"  # W3C vendor trace state that goes with it
 
 KIND_SEND: Final = "send"
 KIND_PUBLISH: Final = "publish"

@@ -343,7 +343,9 @@ class BrokerAgentRuntime(RuntimeCore):
                 path=tuple(str(turn) for turn in calling_path()),
                 correlation=message_id,
             )
-            with self._telemetry.span("send", recipient, **{"agnext.message_id": message_id}):
+            with self._telemetry.span("send", recipient, message_id):
+                if self._telemetry.enabled:
+                    request.traceparent, request.tracestate = self._telemetry.outgoing()
                 result = await rpc.request(request, token, deadline)
         if self._interventions.active:
             result = await self._interventions.on_response(result, recipient, sender)
@@ -412,7 +414,9 @@ class BrokerAgentRuntime(RuntimeCore):
                 topic=topic_id,
                 sender=sender,
             )  # an event has no call path: nobody waits for it
-            with self._telemetry.span("publish", topic_id, **{"agnext.message_id": message_id}):
+            with self._telemetry.span("publish", topic_id, message_id):
+                if self._telemetry.enabled:
+                    envelope.traceparent, envelope.tracestate = self._telemetry.outgoing()
                 key = routing_key(topic_id.source, topic_id.type)
                 await transport.publish(envelope, key, deadline, holding=True)
 

@@ -139,12 +139,21 @@ class Turns:
             running[0].cancel()
 
     async def take(self, turn: Turn, respond: Respond) -> None:
-        """Handle the message in the agent's turn (the caller holds it).
+        """Handle the message in the agent's turn (the caller holds it); when tracing, its
+        spans are children of the span its ``traceparent`` names.
 
         Raises:
             DeadLetter: an event that cannot be handled.
             GiveBack: the message must be handled again (state moved, servers unreachable).
         """
+        if self._telemetry.enabled:
+            envelope = turn.envelope
+            with self._telemetry.continuing(envelope.traceparent, envelope.tracestate):
+                await self._take(turn, respond)
+        else:
+            await self._take(turn, respond)
+
+    async def _take(self, turn: Turn, respond: Respond) -> None:
         envelope = turn.envelope
         is_rpc = envelope.kind != n.KIND_PUBLISH
         try:

@@ -68,6 +68,7 @@ class Envelope:
     correlation: str | None = None
     error_type: str | None = None
     traceparent: str | None = None
+    tracestate: str | None = None
 
     def to_amqp(self) -> binding.RabbitMQMessage:
         """Encode in binary content mode, as ``binding.to_binary`` does (without ``ce-time``)."""
@@ -93,6 +94,8 @@ class Envelope:
             headers[_H_ERROR_TYPE] = self.error_type
         if self.traceparent is not None:
             headers[_H_TRACEPARENT] = self.traceparent
+        if self.tracestate is not None:
+            headers[_H_TRACESTATE] = self.tracestate
         return binding.RabbitMQMessage(headers, self.content_type, self.data)
 
 
@@ -106,6 +109,7 @@ _H_PATH = binding.CE_PREFIX + n.EXT_PATH
 _H_CORRELATION = binding.CE_PREFIX + n.EXT_CORRELATION
 _H_ERROR_TYPE = binding.CE_PREFIX + n.EXT_ERROR_TYPE
 _H_TRACEPARENT = binding.CE_PREFIX + n.EXT_TRACEPARENT
+_H_TRACESTATE = binding.CE_PREFIX + n.EXT_TRACESTATE
 
 REQUIRED_ATTRIBUTES = ("id", "source", "type", "specversion")
 
@@ -177,6 +181,7 @@ def decode(headers: Mapping[str, object] | None, content_type: str | None, body:
         correlation=_optional(attributes.get(n.EXT_CORRELATION)),
         error_type=_optional(attributes.get(n.EXT_ERROR_TYPE)),
         traceparent=_optional(attributes.get(n.EXT_TRACEPARENT)),
+        tracestate=_optional(attributes.get(n.EXT_TRACESTATE)),
     )
 
 
@@ -194,6 +199,7 @@ _OWN_ATTRIBUTES = frozenset(
         n.EXT_CORRELATION,
         n.EXT_ERROR_TYPE,
         n.EXT_TRACEPARENT,
+        n.EXT_TRACESTATE,
     )
 )
 
