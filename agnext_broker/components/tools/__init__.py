@@ -1,0 +1,1 @@
+"""Tools a model can call: the Tool interface, FunctionTool, and workbenches."""
