@@ -6,10 +6,14 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, Generic, NotRequired, Protocol, TypedDict, TypeVar, runtime_checkable
+from typing import Any, Generic, NotRequired, Protocol, TypeVar, runtime_checkable
 
 from opentelemetry import trace
 from pydantic import BaseModel
+
+# pydantic (a dependency, which requires typing_extensions) validates only typing_extensions'
+# TypedDict before Python 3.12, and a ToolSchema may sit in a message or an agent's state.
+from typing_extensions import TypedDict
 
 from ..._constants import EVENT_LOGGER_NAME
 from ...base import CancellationToken
