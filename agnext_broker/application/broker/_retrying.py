@@ -10,6 +10,8 @@ failed: the usual call pays nothing for it).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -33,6 +35,19 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, ServiceUnavailableError) and not isinstance(error, AccessRefusedError)
 
 
+async def _attempt(call: Callable[[], Awaitable[T]]) -> T:
+    """``await call()``; if this task was cancelled meanwhile, raise ``CancelledError`` whatever
+    the call raised. The client libraries can turn a cancellation that arrives in the middle of
+    a connect into a connection error, which would be tried again: a stop during start-up, or
+    a signal, would then wait for the whole connect timeout."""
+    try:
+        return await call()
+    finally:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+
+
 async def connect_within(connect: Callable[[float], Awaitable[T]], seconds: float, hint: str) -> T:
     """``await connect(seconds left)``, tried again for up to ``seconds`` while the server
     cannot be reached.
@@ -52,7 +67,7 @@ async def connect_within(connect: Callable[[float], Awaitable[T]], seconds: floa
         async for attempt in retrying:
             with attempt:
                 left = seconds - (attempt.retry_state.seconds_since_start or 0.0)
-                return await connect(max(left, 0.1))
+                return await _attempt(functools.partial(connect, max(left, 0.1)))
     except AccessRefusedError:
         raise
     except ServiceUnavailableError as e:
@@ -87,5 +102,5 @@ async def until_available(call: Callable[[], Awaitable[T]], what: str) -> T:
         reraise=True,
     ):
         with attempt:
-            return await call()
+            return await _attempt(call)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -4,10 +4,13 @@ server failed and why."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
+from yarl import URL
 
 from .._retrying import connect_within
 from ._errors import amqp_errors
@@ -15,6 +18,8 @@ from ._errors import amqp_errors
 # Seconds between aio-pika's reconnection attempts after a connection was lost (its default of
 # 5 s delays every recovery by up to that much).
 RECONNECT_INTERVAL = 1.0
+# How long closing a connection that never came up may take.
+CLOSE_TIMEOUT = 5.0
 
 
 async def connect_amqp(
@@ -32,16 +37,28 @@ async def connect_amqp(
     """
 
     async def connect(left: float) -> AbstractRobustConnection:
-        with amqp_errors(server):
-            connection: AbstractRobustConnection = await aio_pika.connect_robust(
-                url,
-                client_properties={"connection_name": name},
-                timeout=left,
-                reconnect_interval=RECONNECT_INTERVAL,
-                **options,
-            )
-            return connection
+        # Made here rather than by aio_pika.connect_robust, so that an attempt that fails or is
+        # cancelled (a signal during start-up) can be closed: left alone, its reconnection task
+        # would go on trying forever in the background.
+        connection = aio_pika.RobustConnection(
+            URL(url),
+            client_properties={"connection_name": name},
+            reconnect_interval=RECONNECT_INTERVAL,
+            **options,
+        )
+        try:
+            with amqp_errors(server):
+                await connection.connect(timeout=left)
+        except BaseException:
+            await asyncio.shield(_close_quietly(connection))
+            raise
+        return connection
 
     return await connect_within(
         connect, connect_timeout, "check AGNEXT_AMQP_URL and that RabbitMQ is running"
     )
+
+
+async def _close_quietly(connection: aio_pika.RobustConnection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
