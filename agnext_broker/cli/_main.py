@@ -13,9 +13,11 @@ import click
 
 from ..application.broker._settings import variable
 from . import _logging
+from ._dead_letters import dead_letters_command
 from ._demo import EXAMPLE_APP, run_broker_demo, run_demo
 from ._errors import CommandError, run_async
 from ._inject import publish_command, send_command
+from ._inspect import inspect_command
 from ._options import CONNECTION, load_settings, pop_settings, settings_options
 from ._run import run_workers
 from ._worker import check_worker, load_app, run_worker
@@ -147,6 +149,8 @@ def run(app_spec: str, workers: int, log_level: str, log_format: str, **flags: A
 
 cli.add_command(send_command)
 cli.add_command(publish_command)
+cli.add_command(inspect_command)
+cli.add_command(dead_letters_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
