@@ -63,7 +63,7 @@ async def test_a_policy_sets_dead_lettering_when_the_runtime_leaves_it_open(
     worker = await runtimes.start(register_counter, partitions=1, dead_letter_by_policy=by_policy)
     await runtimes.stop(worker)
     partition = amqp_cleanup.queue(f"{namespace}.agent.{COUNTER_TYPE}.0")
-    for suffix in ("events", "direct", "dlx", "ops-dlx"):
+    for suffix in ("events", "direct", "replies", "dlx", "ops-dlx"):
         amqp_cleanup.exchange(f"{namespace}.{suffix}")
     ours, operators = amqp_cleanup.queue(f"{namespace}.dead-letter"), f"{namespace}.ops-dead"
     url = private_rabbitmq.amqp_url

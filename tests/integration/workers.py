@@ -455,7 +455,7 @@ def forget_namespace(
         for partition in range(partitions):
             cleanup.queue(f"{namespace}.agent.{agent_type}.{partition}")
     cleanup.queue(f"{namespace}.dead-letter")
-    for exchange in ("events", "direct", "dlx"):
+    for exchange in ("events", "direct", "replies", "dlx"):
         cleanup.exchange(f"{namespace}.{exchange}")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
-from ...base import AgnextError
+from ...base import AccessRefusedError, AgnextError
 from ._amqp import Topology, amqp_errors
 from ._amqp._connection import connect_amqp
 from ._names import Names
@@ -48,7 +48,8 @@ async def _check_redis(settings: BrokerSettings, names: Names) -> Finding:
     except AgnextError as e:
         return Finding("Redis", False, str(e))
     try:
-        with redis_errors(server):
+        info: dict[str, object] = {}  # a user limited to the runtime's commands has no INFO
+        with contextlib.suppress(AccessRefusedError), redis_errors(server):
             info = await redis.info("server")
         view = await Registry(redis, names, server).live_workers()
         types = await Registry(redis, names, server).agent_types()
@@ -82,8 +83,8 @@ async def _check_rabbitmq(settings: BrokerSettings, names: Names) -> Finding:
             "RabbitMQ",
             True,
             f"{server}: RabbitMQ {version}; exchanges {names.events_exchange}, "
-            f"{names.direct_exchange}, {names.dead_letter_exchange} and queue "
-            f"{names.dead_letter_queue} declared; a probe message went through",
+            f"{names.direct_exchange}, {names.reply_exchange}, {names.dead_letter_exchange} and "
+            f"queue {names.dead_letter_queue} declared; a probe message went through",
         )
     except TimeoutError:
         return Finding("RabbitMQ", False, f"{server}: the probe got no answer in {PROBE_TIMEOUT} s")

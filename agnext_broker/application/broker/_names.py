@@ -6,6 +6,8 @@ AMQP (all under the namespace ``<ns>``, default ``agnext``):
 - ``<ns>.direct``  topic exchange for direct messages (send_message)
 - ``<ns>.agent.<agent_type>.<partition>``  partition queues of an agent type
 - ``<ns>.reply.<worker_id>``  one worker's RPC reply queue
+- ``<ns>.replies``  direct exchange for RPC responses, each reply queue bound by its own name
+  (so that no worker needs the default exchange, ``amq.default``, outside its namespace)
 - ``<ns>.dlx`` / ``<ns>.dead-letter``  dead-letter exchange and queue
 
 Redis. Every key starts with ``<ns>:`` (one ACL key pattern, ``~<ns>:*``, covers them all).
@@ -77,6 +79,7 @@ class Names:
         self.namespace = namespace
         self.events_exchange = f"{namespace}.events"
         self.direct_exchange = f"{namespace}.direct"
+        self.reply_exchange = f"{namespace}.replies"
         self.dead_letter_exchange = f"{namespace}.dlx"
         self.dead_letter_queue = f"{namespace}.dead-letter"
         registry = f"{namespace}:{{{namespace}}}"

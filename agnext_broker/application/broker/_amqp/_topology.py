@@ -56,9 +56,13 @@ class Topology:
 
     async def declare_reply_queue(self, name: str, channel: AbstractChannel) -> None:
         """One process's RPC reply queue (exclusive: it goes with the connection), declared on
-        the robust ``channel`` that consumes it, which declares it again after a reconnect."""
+        the robust ``channel`` that consumes it, which declares and binds it again after a
+        reconnect. It is bound to the namespace's reply exchange under its own name, so that
+        responses reach it without the default exchange (whose write permission would let a
+        user publish to every queue of the vhost)."""
         with amqp_errors(self._server):
-            await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+            await queue.bind(self._names.reply_exchange, routing_key=name)
 
     async def declare_base(self) -> None:
         with amqp_errors(self._server):
@@ -70,6 +74,9 @@ class Topology:
             self._exchanges[name] = await self._channel.declare_exchange(
                 name, ExchangeType.TOPIC, durable=True
             )
+        self._exchanges[names.reply_exchange] = await self._channel.declare_exchange(
+            names.reply_exchange, ExchangeType.DIRECT, durable=True
+        )
         dlx = await self._channel.declare_exchange(
             names.dead_letter_exchange, ExchangeType.FANOUT, durable=True
         )

@@ -31,6 +31,7 @@ from aio_pika.exceptions import PublishError
 from aiormq import spec
 
 from ....base import (
+    AccessRefusedError,
     MessageTooLargeError,
     PublishTimeoutError,
     ServiceUnavailableError,
@@ -208,6 +209,8 @@ class Transport:
                     f"RabbitMQ at {self.server} did not confirm {what} in time"
                     + (f" ({last_error})" if last_error else " (the connection is down?)")
                 ) from last_error
+            except AccessRefusedError:
+                raise  # no permission: publishing again would be refused again
             except ServiceUnavailableError as e:
                 # The connection or channel went away under the publish: once it is back,
                 # publish again (the same message id: receivers apply it once).
@@ -290,9 +293,31 @@ class Transport:
             )
 
     async def reply(self, envelope: Envelope, reply_to: str, deadline: float) -> None:
+        """Publish a response to the caller's queue ``reply_to``: through the namespace's reply
+        exchange, where every runtime binds its reply queue; a queue not bound there (a caller
+        of another client, or of an older version) gets it through the default exchange,
+        which needs write permission on ``amq.default``.
+
+        Raises:
+            AccessRefusedError: the user may not publish to the exchange it had to take.
+            PublishTimeoutError: not confirmed by ``deadline``.
+        """
         what = f"the response {envelope.id}"
         body, properties = self._properties(envelope, None)
         async with self.slot(deadline, what):
+            try:
+                await self._publish(
+                    self._names.reply_exchange,
+                    reply_to,
+                    body,
+                    properties,
+                    mandatory=True,
+                    deadline=deadline,
+                    what=what,
+                )
+                return
+            except PublishError:
+                logger.debug("%s is not bound to %s", reply_to, self._names.reply_exchange)
             await self._publish(
                 "", reply_to, body, properties, mandatory=False, deadline=deadline, what=what
             )
