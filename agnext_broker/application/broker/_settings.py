@@ -10,6 +10,7 @@ command line derives one flag per field from the same model (``agnext_broker.cli
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -35,13 +36,32 @@ class SettingsError(AgnextError, ValueError):
     """A setting has a value it cannot take; the message names the variable or argument."""
 
 
+# Query parameters that carry a secret (redis-py takes ``?password=...`` as well as userinfo).
+_SECRET_PARAMETER = re.compile(r"pass|secret|token", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with its password, and the values of query parameters that hold secrets
+    (``password``, ``token``...), replaced by ``***``. Something that does not even parse as a
+    URL with a host loses everything before its last ``@``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if not parts.netloc:
+        return f"***@{url.rpartition('@')[2]}" if "@" in url else url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else netloc
+    query = "&".join(
+        f"{name}=***" if sep and _SECRET_PARAMETER.search(name) else f"{name}{sep}{value}"
+        for field in parts.query.split("&")
+        if field
+        for name, sep, value in [field.partition("=")]
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def variable(name: str) -> str:
