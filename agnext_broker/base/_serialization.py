@@ -172,6 +172,7 @@ class SerializationRegistry:
     def __init__(self) -> None:
         self._by_name: dict[tuple[str, str], MessageSerializer[Any]] = {}
         self._by_class: dict[type[Any], MessageSerializer[Any]] = {}
+        self._content_types = {JSON_DATA_CONTENT_TYPE}  # every known message class has JSON
 
     def add_serializer(
         self, serializer: MessageSerializer[Any] | Sequence[MessageSerializer[Any]]
@@ -199,6 +200,7 @@ class SerializationRegistry:
                 )
             return
         self._by_name[key] = serializer
+        self._content_types.add(serializer.data_content_type)
         if message_class is not None:
             self._by_class.setdefault(message_class, serializer)
 
@@ -219,6 +221,11 @@ class SerializationRegistry:
                 "runtime.add_message_serializer()."
             )
         self.add_serializer(serializers)
+
+    def decodes_content_type(self, data_content_type: str) -> bool:
+        """Whether some serializer here decodes payloads of ``data_content_type`` (JSON, or the
+        content type of a serializer added to the registry). No serializer unpickles."""
+        return data_content_type in self._content_types
 
     def is_registered(self, type_name: str, data_content_type: str) -> bool:
         return (type_name, data_content_type) in self._by_name

@@ -18,6 +18,7 @@ from typing import Any
 from aiormq.abc import DeliveredMessage
 
 from ...base import (
+    JSON_DATA_CONTENT_TYPE,
     AgentId,
     MessageRejectedError,
     PublishTimeoutError,
@@ -105,6 +106,7 @@ class Deliveries:
                 return None
             if envelope.kind not in (n.KIND_SEND, n.KIND_PUBLISH, n.KIND_CONTROL):
                 raise InvalidMessage(n.REASON_INVALID, f"unexpected kind {envelope.kind!r}")
+            self._check_content_type(envelope)
             if envelope.kind == n.KIND_CONTROL:
                 payload: Any = json.loads(envelope.data) if envelope.data else None
             else:
@@ -138,6 +140,22 @@ class Deliveries:
             key = dedup_key(envelope.source, delivery_id)
             turns.append(Turn(recipient, key, envelope, payload, place))
         return envelope, turns
+
+    def _check_content_type(self, envelope: Envelope) -> None:
+        """A payload is decoded only by a serializer registered for its content type: one that
+        claims another (pickle, say) is refused before anything reads it."""
+        content_type = envelope.content_type
+        if envelope.kind == n.KIND_CONTROL:
+            accepted = content_type == JSON_DATA_CONTENT_TYPE
+        else:
+            accepted = self._serializers.decodes_content_type(content_type)
+        if not accepted:
+            raise InvalidMessage(
+                n.REASON_UNSUPPORTED_CONTENT_TYPE,
+                f"content type {content_type!r} of a {envelope.type!r} message: no serializer "
+                "here decodes it (payloads are JSON, or what a serializer added with "
+                "add_message_serializer decodes; nothing is ever unpickled)",
+            )
 
     def _recipients(self, agent_type: str, envelope: Envelope) -> list[AgentId]:
         if envelope.kind in (n.KIND_SEND, n.KIND_CONTROL):

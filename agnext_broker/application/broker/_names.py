@@ -59,6 +59,7 @@ KIND_CANCEL: Final = "cancel"  # the caller of ce-agcorrelation stopped waiting
 REASON_INVALID: Final = "invalid_cloudevent"
 REASON_UNKNOWN_TYPE: Final = "unknown_type"
 REASON_UNDECODABLE: Final = "undecodable"
+REASON_UNSUPPORTED_CONTENT_TYPE: Final = "unsupported_content_type"  # e.g. pickle: never decoded
 REASON_TOO_LARGE: Final = "too_large"
 REASON_MISROUTED: Final = "misrouted"
 REASON_HANDLER_ERROR: Final = "handler_error"
