@@ -22,7 +22,9 @@ async def invoke_handler(
     """Return what ``agent.on_message`` returns, inside a ``process`` span when tracing.
     Sends made by the handler carry the call path ``(*path, turn)``, and take their ids from
     ``message_ids`` when given."""
-    frame_token = enter_handler_frame(HandlerFrame(agent.id, turn, path, message_ids))
+    frame_token = enter_handler_frame(
+        HandlerFrame(agent.id, turn, path, message_ids, ctx.message_id)
+    )
     try:
         if telemetry.enabled:
             with telemetry.span("process", agent.id, ctx.message_id):
