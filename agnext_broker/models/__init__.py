@@ -1,6 +1,7 @@
 """Model clients and the messages they exchange (autogen-core's ``autogen_core.models``).
 
-``FunctionCall`` and ``Image``, top-level names in autogen-core, are also importable here.
+``FunctionCall`` and ``Image``, top-level names in autogen-core, are also importable here, and
+so is ``ReplayChatCompletionClient`` (autogen-ext's ``autogen_ext.models.replay``).
 """
 
 from ..components.models._function_call import FunctionCall
@@ -12,6 +13,7 @@ from ..components.models._model_info import (
     ModelInfo,
     validate_model_info,
 )
+from ..components.models._replay import ReplayChatCompletionClient
 from ..components.models._types import (
     AssistantMessage,
     ChatCompletionTokenLogprob,
@@ -40,6 +42,7 @@ __all__ = [
     "ModelCapabilities",
     "ModelFamily",
     "ModelInfo",
+    "ReplayChatCompletionClient",
     "RequestUsage",
     "SystemMessage",
     "TopLogprob",
