@@ -1,7 +1,8 @@
 """Model clients and the messages they exchange (autogen-core's ``autogen_core.models``).
 
 ``FunctionCall`` and ``Image``, top-level names in autogen-core, are also importable here, and
-so is ``ReplayChatCompletionClient`` (autogen-ext's ``autogen_ext.models.replay``).
+so is ``ReplayChatCompletionClient`` (autogen-ext's ``autogen_ext.models.replay``). The OpenAI
+clients are in :mod:`agnext_broker.models.openai` (the ``openai`` extra).
 """
 
 from ..components.models._function_call import FunctionCall
