@@ -4,6 +4,8 @@ and saved (``_commit``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from ...base import AgentId, SerializationRegistry, Subscription
@@ -18,6 +20,7 @@ from ._names import Names
 from ._ownership import Ownership, Partition
 from ._redis import PartitionClaims, Registry, RegistryView, StateStore
 from ._settings import BrokerSettings
+from ._tasks import CLOSE_BOUND
 from ._turn import Turns
 
 
@@ -108,7 +111,9 @@ class Hosting:
         """Stop taking deliveries everywhere, let the running turns finish (until ``deadline``),
         give back what was not begun, and release every partition."""
         await self.ownership.drain(deadline)
-        await self.activations.flush_touched()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_BOUND):
+                await self.activations.flush_touched()
 
     async def sweep(self) -> None:
         await self.activations.sweep()

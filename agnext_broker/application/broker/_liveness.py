@@ -21,6 +21,7 @@ from collections.abc import Callable
 from ...base import ServiceUnavailableError
 from ._redis import Registry, RegistryView
 from ._settings import BrokerSettings
+from ._tasks import cancel_and_wait
 
 logger = logging.getLogger("agnext_broker")
 
@@ -114,9 +115,7 @@ class Liveness:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait([task])
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ from ._names import Names
 from ._redis import PartitionClaims, RegistryView
 from ._routing import partition_of
 from ._settings import BrokerSettings
+from ._tasks import cancel_and_wait
 
 logger = logging.getLogger("agnext_broker")
 
@@ -416,9 +417,7 @@ class Ownership:
             part.agent_type,
             part.index,
         )
-        for task in late:
-            task.cancel()
-        _, stuck = await asyncio.wait(late, timeout=CANCEL_GRACE_SECONDS)
+        stuck = await cancel_and_wait(late, CANCEL_GRACE_SECONDS)
         for delivery in [d for d in part.deliveries if d.task in stuck]:
             logger.error("a handler of %s ignored its cancellation", part.queue)
             with contextlib.suppress(Exception):
@@ -442,10 +441,8 @@ class Ownership:
         then each partition is given up as soon as its own turns ended."""
         self._stopping = True
         self._wake.set()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
-            self._loop_task = None
+        await cancel_and_wait([self._loop_task])
+        self._loop_task = None
         parts = list(self.owned.values())
         releasing = [p.releasing for p in parts if p.releasing is not None]
         fresh = [p for p in parts if p.releasing is None]

@@ -37,6 +37,7 @@ from ._routing import routing_key
 from ._session import Session
 from ._settings import BrokerSettings, redact
 from ._sharing import Sharing
+from ._tasks import CLOSE_BOUND, cancel_and_wait
 from ._wire import Envelope
 
 logger = logging.getLogger("agnext_broker")
@@ -182,7 +183,8 @@ class BrokerAgentRuntime(RuntimeCore):
         if session.liveness.trusts_absence():
             session.rpc.fail_unhosted(view.hosted_types, view.asked_at, self._names.namespace)
         if self._sharing.changed(view) and (self._reloading is None or self._reloading.done()):
-            self._reloading = asyncio.create_task(self._reload_quietly())
+            # A task of the session: it ends before the session disconnects.
+            self._reloading = session.spawn(self._reload_quietly(), "agnext-reload")
 
     async def _reload_quietly(self) -> None:
         try:
@@ -202,10 +204,9 @@ class BrokerAgentRuntime(RuntimeCore):
         if not self._life.started:
             raise RuntimeError("The runtime is not started.")
         starting, self._starting = self._starting, None
-        if starting is not None and not starting.done():
-            starting.cancel()
-        if starting is not None:
-            await asyncio.gather(starting, return_exceptions=True)
+        # A start that goes on after its cancellation ends within its connect_timeout; the
+        # session it made is then closed below.
+        await cancel_and_wait([starting], self.settings.connect_timeout + CLOSE_BOUND)
         session = self._life.running
         if session is not None:
             self._life.become("stopping", session)

@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -28,6 +29,7 @@ from ._hosting import Hosting
 from ._liveness import Liveness
 from ._metrics import Metrics
 from ._names import Names
+from ._ownership import CANCEL_GRACE_SECONDS
 from ._redis import (
     PartitionClaims,
     Registry,
@@ -38,6 +40,7 @@ from ._redis import (
 )
 from ._rpc import RpcClient
 from ._settings import BrokerSettings, redact
+from ._tasks import CLOSE_BOUND, cancel_and_wait
 from ._tls import redis_tls
 
 logger = logging.getLogger("agnext_broker")
@@ -66,6 +69,7 @@ class Session:
         self.hosting: Hosting
         self.liveness: Liveness
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # spawn(): ended before disconnecting
         self._health: HealthServer | None = None
         self.draining = False
 
@@ -159,6 +163,15 @@ class Session:
         self.liveness.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="agnext-sweep")
 
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coroutine`` in a task of the session: :meth:`close` ends it before it
+        disconnects, so that it never uses a closed client (a Redis client would open a new
+        connection, never closed)."""
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def _sweep(self) -> None:
         period = max(1.0, self.settings.idle_timeout / 4)
         while True:
@@ -221,26 +234,37 @@ class Session:
         return quiet() and stats.received == received
 
     async def close(self, deadline: float) -> None:
-        """Drain (until ``deadline``), leave the registry, and disconnect."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        """Drain (until ``deadline``), leave the registry, and disconnect. Every step is bounded:
+        the drain by ``deadline`` (and the grace its cancelled handlers get), each step after it
+        by ``CLOSE_BOUND``."""
+        await cancel_and_wait([self._sweeper])
         # Tell the others at once that this worker takes no partition any more, so that they
         # claim each one as soon as it is released here.
         self.draining = True
         self.liveness.draining = True
-        with contextlib.suppress(ServiceUnavailableError):
-            await self.liveness.beat()
+        with contextlib.suppress(ServiceUnavailableError, TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self.liveness.beat()
         try:
-            await self.hosting.drain(deadline)
+            async with asyncio.timeout_at(deadline + CANCEL_GRACE_SECONDS + CLOSE_BOUND):
+                await self.hosting.drain(deadline)
+        except TimeoutError:
+            logger.warning("draining did not end in time; disconnecting all the same")
         finally:
             await self.liveness.stop()  # only now: the claims are released
-            with contextlib.suppress(ServiceUnavailableError):
-                await self.registry.leave(self.settings.worker_id)
+            await cancel_and_wait(self._tasks)
+            with contextlib.suppress(ServiceUnavailableError, TimeoutError):
+                async with asyncio.timeout(CLOSE_BOUND):
+                    await self.registry.leave(self.settings.worker_id)
             self.rpc.fail_all(
                 ServiceUnavailableError("the runtime stopped before the response arrived")
             )
             await self.transport.close()
-            await self.redis.aclose()
+            await self.store.close()
+            try:
+                async with asyncio.timeout(CLOSE_BOUND):
+                    await self.redis.aclose()
+            except TimeoutError:
+                logger.warning("closing the Redis client took longer than %g s", CLOSE_BOUND)
             if self._health is not None:
                 await self._health.close()

@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
 from ....base import ServiceUnavailableError
+from .._tasks import cancel_and_wait
 from ._acks import Acknowledgements
 from ._errors import amqp_errors
 
@@ -87,8 +88,8 @@ class Consumers:
 
     async def close(self) -> None:
         """Send the acks of finished deliveries, then stop settling."""
-        if self._restoring is not None:
-            self._restoring.cancel()
+        await cancel_and_wait([self._restoring])
+        self._restoring = None
         for acknowledgements in self._acknowledgements.values():
             await acknowledgements.close()
         self._acknowledgements.clear()

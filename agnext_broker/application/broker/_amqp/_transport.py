@@ -40,6 +40,7 @@ from ....base import (
 from .._gate import Gate, Place
 from .._names import HEADER_DEAD_DETAIL, HEADER_DEAD_QUEUE, HEADER_DEAD_REASON, Names
 from .._settings import BrokerSettings, redact
+from .._tasks import CLOSE_BOUND
 from .._tls import amqp_tls
 from .._wire import Envelope
 from ._connection import connect_amqp
@@ -136,7 +137,14 @@ class Transport:
             await self.consumers.close()
         for connection in reversed(self._connections):
             try:
-                await connection.close()
+                async with asyncio.timeout(CLOSE_BOUND):
+                    await connection.close()
+            except TimeoutError:
+                logger.warning(
+                    "closing a connection to RabbitMQ at %s took longer than %g s; left as it is",
+                    self.server,
+                    CLOSE_BOUND,
+                )
             except Exception as e:  # already broken: nothing left to close cleanly
                 logger.debug("closing a connection failed: %s", e)
         self._connections = []

@@ -29,8 +29,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from ....base import AgentId
+from ....base import AgentId, ServiceUnavailableError
 from .._names import Names
+from .._tasks import cancel_and_wait
 from ._errors import redis_errors
 from ._text import text
 
@@ -182,6 +183,18 @@ class StateStore:
     @property
     def retention(self) -> Retention:
         return self._retention
+
+    async def close(self) -> None:
+        """End the writes still queued (the runtime stops, its Redis client closes next): they
+        fail, and their messages go back to their queues."""
+        await cancel_and_wait([self._writer])
+        self._writer = None
+        queued, self._queued = self._queued, []
+        for _, future in queued:
+            if not future.done():
+                future.set_exception(
+                    ServiceUnavailableError("the runtime stopped before the state was written")
+                )
 
     def _keys(self, agent_id: AgentId) -> list[str]:
         names = self._names
