@@ -252,6 +252,8 @@ class DockerCommandLineCodeExecutor(CodeExecutor, Component[DockerCommandLineCod
                 "context manager."
             )
         async with self._lock:
+            # The restarted keeper writes its pid again: never read the old one.
+            await docker("exec", self.container_name, "rm", "-f", KEEPER_PID_FILE)
             await docker("restart", "--time", "1", self.container_name)
             self._keeper_pid = await self._read_keeper_pid()
 
