@@ -8,6 +8,7 @@ from agnext_broker.models import (
     AssistantMessage,
     FunctionExecutionResult,
     FunctionExecutionResultMessage,
+    ReplayChatCompletionClient,
 )
 from tests.integration.workers import (
     RuntimePool,
@@ -15,13 +16,13 @@ from tests.integration.workers import (
     runtimes_fixture,  # noqa: F401
 )
 from tests.servers import AmqpCleanup
-from tests.unit.components.scripted_client import ScriptedChatCompletionClient, calls, text
 from tests.unit.components.tool_agent_apps import (
     ASSISTANT_TYPE,
     TOOL_AGENT_TYPE,
     Answer,
     Ask,
     call,
+    calls,
     register_assistant,
     register_tool_agent,
 )
@@ -33,14 +34,14 @@ async def test_tool_calls_run_on_a_tool_agent_of_another_runtime(
     runtimes: RuntimePool, amqp_cleanup: AmqpCleanup
 ) -> None:
     forget_namespace(amqp_cleanup, [TOOL_AGENT_TYPE, ASSISTANT_TYPE])
-    client = ScriptedChatCompletionClient(
+    client = ReplayChatCompletionClient(
         [
             calls(
                 call("c1", "add", '{"a": 20, "b": 22}'),
                 call("c2", "fail", '{"reason": "remote"}'),
                 call("c3", "nope", "{}"),
             ),
-            text("It is 42."),
+            "It is 42.",
         ]
     )
     tool_host = await runtimes.start(register_tool_agent)
@@ -64,7 +65,7 @@ async def test_tool_calls_run_on_a_tool_agent_of_another_runtime(
     )
     assert answer.messages[-1] == AssistantMessage(content="It is 42.", source="assistant")
     # The model's second request carried the results, which crossed the broker as JSON.
-    assert client.requests[1].messages[-1] == answer.messages[1]
+    assert client.create_calls[1]["messages"][-1] == answer.messages[1]
 
     # Sent directly, a tool agent's failure arrives as the remote error, naming its type.
     with pytest.raises(RemoteHandlerError) as raised:

@@ -10,6 +10,7 @@ from agnext_broker.models import (
     AssistantMessage,
     FunctionExecutionResult,
     FunctionExecutionResultMessage,
+    ReplayChatCompletionClient,
     UserMessage,
 )
 from agnext_broker.tool_agent import (
@@ -20,13 +21,13 @@ from agnext_broker.tool_agent import (
     ToolNotFoundException,
     tool_agent_caller_loop,
 )
-from tests.unit.components.scripted_client import ScriptedChatCompletionClient, calls, text
 from tests.unit.components.tool_agent_apps import (
     ASSISTANT_TYPE,
     TOOL_AGENT_TYPE,
     Answer,
     Ask,
     call,
+    calls,
     register_assistant,
     register_tool_agent,
     tools,
@@ -83,11 +84,11 @@ async def test_failures_are_raised_to_the_caller_with_the_call(
 async def test_the_caller_loop_runs_tool_calls_until_the_model_answers(
     runtime: SingleThreadedAgentRuntime,
 ) -> None:
-    client = ScriptedChatCompletionClient(
+    client = ReplayChatCompletionClient(
         [
             calls(call("c1", "add", '{"a": 1, "b": 2}'), call("c2", "nope", "{}")),
             calls(call("c3", "fail", '{"reason": "twice"}')),
-            text("1 + 2 = 3"),
+            "1 + 2 = 3",
         ]
     )
     question = [UserMessage(content="What is 1 + 2?", source="user")]
@@ -117,13 +118,13 @@ async def test_the_caller_loop_runs_tool_calls_until_the_model_answers(
         AssistantMessage(content="1 + 2 = 3", source="me"),
     ]
     # Each request holds the conversation so far, and the tools.
-    assert [len(r.messages) for r in client.requests] == [1, 3, 5]
-    assert client.requests[2].messages == question + generated[:4]
-    assert [tool.name for tool in client.requests[0].tools] == ["add", "fail"]
+    assert [len(c["messages"]) for c in client.create_calls] == [1, 3, 5]
+    assert client.create_calls[2]["messages"] == question + generated[:4]
+    assert [tool.name for tool in client.create_calls[0]["tools"]] == ["add", "fail"]
 
 
 async def test_a_text_answer_ends_the_loop_at_once(runtime: SingleThreadedAgentRuntime) -> None:
-    client = ScriptedChatCompletionClient([text("no tools needed")])
+    client = ReplayChatCompletionClient(["no tools needed"])
     generated = await tool_agent_caller_loop(
         runtime,
         TOOL_AGENT,
@@ -132,11 +133,11 @@ async def test_a_text_answer_ends_the_loop_at_once(runtime: SingleThreadedAgentR
         [t.schema for t in tools()],
     )
     assert generated == [AssistantMessage(content="no tools needed", source="assistant")]
-    assert client.requests[0].tools == [t.schema for t in tools()]
+    assert client.create_calls[0]["tools"] == [t.schema for t in tools()]
 
 
 async def test_an_unexpected_error_is_raised(runtime: SingleThreadedAgentRuntime) -> None:
-    client = ScriptedChatCompletionClient([calls(call("c1", "add", '{"a": 1, "b": 2}'))])
+    client = ReplayChatCompletionClient([calls(call("c1", "add", '{"a": 1, "b": 2}'))])
     with pytest.raises(UndeliverableException):
         await tool_agent_caller_loop(
             runtime,
@@ -150,8 +151,8 @@ async def test_an_unexpected_error_is_raised(runtime: SingleThreadedAgentRuntime
 async def test_an_agent_runs_the_loop_from_its_handler(
     runtime: SingleThreadedAgentRuntime,
 ) -> None:
-    client = ScriptedChatCompletionClient(
-        [calls(call("c1", "add", '{"a": 20, "b": 22}')), text("It is 42.")]
+    client = ReplayChatCompletionClient(
+        [calls(call("c1", "add", '{"a": 20, "b": 22}')), "It is 42."]
     )
     await register_assistant(runtime, client)
     answer = await runtime.send_message(

@@ -8,7 +8,13 @@ from typing import Annotated
 from pydantic import BaseModel
 
 from agnext_broker import AgentId, AgentRuntime, FunctionCall, MessageContext, RoutedAgent, rpc
-from agnext_broker.models import ChatCompletionClient, LLMMessage, UserMessage
+from agnext_broker.models import (
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    RequestUsage,
+    UserMessage,
+)
 from agnext_broker.tool_agent import ToolAgent, tool_agent_caller_loop
 from agnext_broker.tools import FunctionTool, Tool
 
@@ -33,6 +39,16 @@ def tools() -> list[Tool]:
 
 def call(call_id: str, name: str, arguments: str) -> FunctionCall:
     return FunctionCall(id=call_id, arguments=arguments, name=name)
+
+
+def calls(*function_calls: FunctionCall) -> CreateResult:
+    """A model's answer that asks for these function calls."""
+    return CreateResult(
+        finish_reason="function_calls",
+        content=list(function_calls),
+        usage=RequestUsage(prompt_tokens=0, completion_tokens=0),
+        cached=False,
+    )
 
 
 class Ask(BaseModel):
