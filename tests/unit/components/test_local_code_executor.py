@@ -229,3 +229,12 @@ def test_configuration_round_trips(tmp_path: Path) -> None:
     assert isinstance(loaded, LocalCommandLineCodeExecutor)
     assert loaded.timeout == 7
     assert loaded.work_dir == tmp_path
+
+
+def test_the_executors_are_also_at_autogen_ext_s_module_paths() -> None:
+    from agnext_broker import code_executor
+    from agnext_broker.code_executor.docker import DockerCommandLineCodeExecutor
+    from agnext_broker.code_executor.local import LocalCommandLineCodeExecutor as Local
+
+    assert Local is code_executor.LocalCommandLineCodeExecutor
+    assert DockerCommandLineCodeExecutor is code_executor.DockerCommandLineCodeExecutor
