@@ -79,7 +79,7 @@ else
 fi
 
 python=.venv/bin/python
-[ -x "$python" ] || source scripts/_venv.sh
+[ -x "$python" ] || source scripts/_venv.sh ""  # .venv with the package, no extras
 wheel() {  # pip wheel into deploy/wheels/deps, its output shown only if it fails
   local log
   log="$(mktemp)"
