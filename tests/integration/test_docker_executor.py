@@ -66,6 +66,12 @@ def container_state(name: str) -> str:
     return inspected.stdout.strip() if inspected.returncode == 0 else "gone"
 
 
+def alive_or_gone(pid: str) -> str:
+    """A shell check, in the container, that prints whether ``pid`` runs (a zombie is gone)."""
+    stat = f"{{ read -r _ _ state _ < /proc/{pid}/stat; }} 2>/dev/null"
+    return f'if {stat} && [ "$state" != Z ]; then echo alive; else echo gone; fi'
+
+
 def remove_container(name: str) -> None:
     subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
 
@@ -98,10 +104,13 @@ async def test_a_timeout_kills_the_block_and_its_children(
     assert output.endswith("Timeout")
     assert time.monotonic() - began < 30
     child = (executor.work_dir / "child.pid").read_text().strip()
-    check = f"if [ -d /proc/{child} ]; then echo alive; else echo gone; fi"
-    assert await run(executor, CodeBlock(check, "sh")) == (0, "gone\n")
-    # Nothing but init, the container's keeper and this check runs in the container now.
-    count = "n=0; for p in /proc/[0-9]*; do n=$((n + 1)); done; echo $n"
+    assert await run(executor, CodeBlock(alive_or_gone(child), "sh")) == (0, "gone\n")
+    # Nothing but init, the container's keeper and this check runs in the container now (a
+    # killed process init has not reaped yet is a zombie, and not counted).
+    count = (
+        "n=0; for p in /proc/[0-9]*; do read -r _ _ state _ < $p/stat; "
+        '[ "$state" = Z ] || n=$((n + 1)); done; echo $n'
+    )
     assert await run(executor, CodeBlock(count, "sh")) == (0, "3\n")
 
 
@@ -114,8 +123,7 @@ async def test_cancellation_kills_the_block(executor: DockerCommandLineCodeExecu
     token.cancel()
     result = await asyncio.wait_for(running, 30)
     assert (result.exit_code, result.output) == (125, "\nCancelled")
-    check = f"if [ -d /proc/{pid} ]; then echo alive; else echo gone; fi"
-    assert await run(executor, CodeBlock(check, "sh")) == (0, "gone\n")
+    assert await run(executor, CodeBlock(alive_or_gone(pid), "sh")) == (0, "gone\n")
 
 
 @pytest.mark.parametrize("name", ["../escape.py", "/tmp/escape-by-absolute-name.py"])
