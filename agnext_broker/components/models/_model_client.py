@@ -12,7 +12,12 @@ from pydantic import BaseModel
 
 from ...base import CancellationToken
 from .._component_config import ComponentBase
-from ._model_info import ModelCapabilities, ModelFamily, ModelInfo
+from ._model_info import (
+    ModelCapabilities,
+    ModelInfo,
+    capabilities_of_model_info,
+    model_info_of_capabilities,
+)
 from ._types import CreateResult, LLMMessage, RequestUsage
 
 ToolChoice = Literal["auto", "required", "none"]
@@ -102,11 +107,22 @@ class ChatCompletionClient(ComponentBase[BaseModel], ABC):
             "capabilities property, which is deprecated.",
             stacklevel=2,
         )
-        capabilities = self.capabilities
-        return ModelInfo(
-            vision=capabilities["vision"],
-            function_calling=capabilities["function_calling"],
-            json_output=capabilities["json_output"],
-            family=ModelFamily.UNKNOWN,
-            structured_output=False,
+        return model_info_of_capabilities(self.capabilities)
+
+
+class FixedModelInfoClient(ChatCompletionClient, ABC):
+    """A ChatCompletionClient whose ModelInfo is set once, in ``self._model_info``: it gives
+    :attr:`model_info` and the deprecated :attr:`capabilities` from it."""
+
+    _model_info: ModelInfo
+
+    @property
+    def capabilities(self) -> ModelCapabilities:
+        warnings.warn(
+            "capabilities is deprecated, use model_info instead", DeprecationWarning, stacklevel=2
         )
+        return capabilities_of_model_info(self._model_info)
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self._model_info

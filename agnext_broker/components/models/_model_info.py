@@ -180,6 +180,26 @@ class ModelInfo(TypedDict, total=False):
     """Several system messages, not only a first one."""
 
 
+def model_info_of_capabilities(capabilities: ModelCapabilities) -> ModelInfo:
+    """The ModelInfo of deprecated ``capabilities``: an unknown family, no structured output."""
+    return ModelInfo(
+        vision=capabilities["vision"],
+        function_calling=capabilities["function_calling"],
+        json_output=capabilities["json_output"],
+        family=ModelFamily.UNKNOWN,
+        structured_output=False,
+    )
+
+
+def capabilities_of_model_info(model_info: ModelInfo) -> ModelCapabilities:
+    """The deprecated ModelCapabilities part of ``model_info``."""
+    return ModelCapabilities(
+        vision=model_info["vision"],
+        function_calling=model_info["function_calling"],
+        json_output=model_info["json_output"],
+    )
+
+
 _REQUIRED_FIELDS = ("vision", "function_calling", "json_output", "family")
 _SOON_REQUIRED_FIELDS = ("structured_output",)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Self, cast
 
@@ -13,9 +12,9 @@ from pydantic import BaseModel
 from ..._constants import EVENT_LOGGER_NAME
 from ...base import CancellationToken
 from .._component_config import Component
-from ._model_client import _NO_EXTRA_ARGS, _NO_TOOLS, ChatCompletionClient, ToolChoice
-from ._model_info import ModelCapabilities, ModelFamily, ModelInfo, validate_model_info
-from ._types import CreateResult, LLMMessage, RequestUsage
+from ._model_client import _NO_EXTRA_ARGS, _NO_TOOLS, FixedModelInfoClient, ToolChoice
+from ._model_info import ModelFamily, ModelInfo, validate_model_info
+from ._types import CreateResult, LLMMessage, RequestUsage, added_usage
 
 logger = logging.getLogger(EVENT_LOGGER_NAME)
 
@@ -30,7 +29,7 @@ class ReplayChatCompletionClientConfig(BaseModel):
     """A ModelInfo (a typing.TypedDict, which pydantic refuses as a field on Python 3.11)."""
 
 
-class ReplayChatCompletionClient(ChatCompletionClient, Component[ReplayChatCompletionClientConfig]):
+class ReplayChatCompletionClient(FixedModelInfoClient, Component[ReplayChatCompletionClientConfig]):
     """Answers each call with the next of ``chat_completions``, in order, as autogen-ext's does.
 
     A string answer becomes a CreateResult with finish reason ``"stop"``; a CreateResult (for
@@ -120,10 +119,7 @@ class ReplayChatCompletionClient(ChatCompletionClient, Component[ReplayChatCompl
             prompt_tokens=self.count_tokens(messages), completion_tokens=completion_tokens
         )
         self._cur_usage = usage
-        self._total_usage = RequestUsage(
-            prompt_tokens=self._total_usage.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self._total_usage.completion_tokens + usage.completion_tokens,
-        )
+        self._total_usage = added_usage(self._total_usage, usage)
         return answer, usage
 
     def _result(self, answer: str, usage: RequestUsage) -> CreateResult:
@@ -207,21 +203,6 @@ class ReplayChatCompletionClient(ChatCompletionClient, Component[ReplayChatCompl
         self._cur_usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._total_usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._current_index = 0
-
-    @property
-    def capabilities(self) -> ModelCapabilities:
-        warnings.warn(
-            "capabilities is deprecated, use model_info instead", DeprecationWarning, stacklevel=2
-        )
-        return ModelCapabilities(
-            vision=self._model_info["vision"],
-            function_calling=self._model_info["function_calling"],
-            json_output=self._model_info["json_output"],
-        )
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return self._model_info
 
     def _to_config(self) -> ReplayChatCompletionClientConfig:
         return ReplayChatCompletionClientConfig(

@@ -75,6 +75,14 @@ class RequestUsage:
     completion_tokens: int
 
 
+def added_usage(usage: RequestUsage, more: RequestUsage) -> RequestUsage:
+    """The tokens of ``usage`` and ``more`` together."""
+    return RequestUsage(
+        prompt_tokens=usage.prompt_tokens + more.prompt_tokens,
+        completion_tokens=usage.completion_tokens + more.completion_tokens,
+    )
+
+
 FinishReasons = Literal["stop", "length", "function_calls", "content_filter", "unknown"]
 
 

@@ -16,9 +16,15 @@ from pydantic import BaseModel
 from ...._constants import EVENT_LOGGER_NAME
 from ....base import CancellationToken
 from .._image import Image
-from .._model_client import _NO_EXTRA_ARGS, _NO_TOOLS, ChatCompletionClient, ToolChoice
-from .._model_info import ModelCapabilities, ModelFamily, ModelInfo, validate_model_info
-from .._types import CreateResult, LLMMessage, RequestUsage, UserMessage
+from .._model_client import _NO_EXTRA_ARGS, _NO_TOOLS, FixedModelInfoClient, ToolChoice
+from .._model_info import (
+    ModelCapabilities,
+    ModelFamily,
+    ModelInfo,
+    model_info_of_capabilities,
+    validate_model_info,
+)
+from .._types import CreateResult, LLMMessage, RequestUsage, UserMessage, added_usage
 from . import _model_table, _tokens
 from ._request import (
     json_schema_response_format,
@@ -69,14 +75,7 @@ async def cancellable(awaitable: Awaitable[T], token: CancellationToken | None) 
         token.remove_callback(cancel)
 
 
-def _add(usage: RequestUsage, more: RequestUsage) -> RequestUsage:
-    return RequestUsage(
-        prompt_tokens=usage.prompt_tokens + more.prompt_tokens,
-        completion_tokens=usage.completion_tokens + more.completion_tokens,
-    )
-
-
-class BaseOpenAIChatCompletionClient(ChatCompletionClient):
+class BaseOpenAIChatCompletionClient(FixedModelInfoClient):
     """A ChatCompletionClient on an ``openai`` client: OpenAI, Azure OpenAI or any server that
     speaks the chat completions API. Use :class:`OpenAIChatCompletionClient` or
     :class:`AzureOpenAIChatCompletionClient`; this base takes a ready ``AsyncOpenAI``.
@@ -108,13 +107,7 @@ class BaseOpenAIChatCompletionClient(ChatCompletionClient):
                 DeprecationWarning,
                 stacklevel=2,
             )
-            model_info = ModelInfo(
-                vision=model_capabilities["vision"],
-                function_calling=model_capabilities["function_calling"],
-                json_output=model_capabilities["json_output"],
-                family=ModelFamily.UNKNOWN,
-                structured_output=False,
-            )
+            model_info = model_info_of_capabilities(model_capabilities)
         if model_info is None:
             model_info = _model_table.known_model_info(model)
             if model_info is None:
@@ -218,8 +211,8 @@ class BaseOpenAIChatCompletionClient(ChatCompletionClient):
         return self._model_info["family"] == ModelFamily.R1
 
     def _account(self, request: Mapping[str, Any], result: CreateResult) -> None:
-        self._total_usage = _add(self._total_usage, result.usage)
-        self._actual_usage = _add(self._actual_usage, result.usage)
+        self._total_usage = added_usage(self._total_usage, result.usage)
+        self._actual_usage = added_usage(self._actual_usage, result.usage)
         if event_logger.isEnabledFor(logging.INFO):
             event = {
                 "type": "LLMCall",
@@ -326,18 +319,3 @@ class BaseOpenAIChatCompletionClient(ChatCompletionClient):
         if limit is None:
             raise ValueError(f"The context window of model {model!r} is not known.")
         return limit - self.count_tokens(messages, tools=tools)
-
-    @property
-    def capabilities(self) -> ModelCapabilities:
-        warnings.warn(
-            "capabilities is deprecated, use model_info instead", DeprecationWarning, stacklevel=2
-        )
-        return ModelCapabilities(
-            vision=self._model_info["vision"],
-            function_calling=self._model_info["function_calling"],
-            json_output=self._model_info["json_output"],
-        )
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return self._model_info
