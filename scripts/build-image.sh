@@ -135,7 +135,11 @@ done
 
 echo "==> docker build -f deploy/Dockerfile -t $tag (BASE_IMAGE=$base_image)" >&2
 build_log="$(mktemp)"
-if ! docker build -f deploy/Dockerfile --build-arg "BASE_IMAGE=$base_image" -t "$tag" . \
+# The builder stage is tagged too, so that its layers (the dependencies' above all) stay cached;
+# then the images these builds replaced, left without a tag, are removed (only those).
+if ! { docker build -f deploy/Dockerfile --build-arg "BASE_IMAGE=$base_image" \
+         --target builder -t agnext-broker-builder:latest . &&
+       docker build -f deploy/Dockerfile --build-arg "BASE_IMAGE=$base_image" -t "$tag" .; } \
     >"$build_log" 2>&1; then
   cat "$build_log" >&2
   rm -f "$build_log"
@@ -143,4 +147,7 @@ if ! docker build -f deploy/Dockerfile --build-arg "BASE_IMAGE=$base_image" -t "
   exit 1
 fi
 rm -f "$build_log"
+for label in agnext-broker.stage=builder org.opencontainers.image.title=agnext-broker; do
+  docker image prune --force --filter "label=$label" >/dev/null
+done
 echo "==> built $tag ($(docker image inspect --format '{{.Size}}' "$tag" | awk '{ printf "%.0f MB", $1 / 1e6 }'))" >&2
