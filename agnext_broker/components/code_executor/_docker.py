@@ -24,22 +24,15 @@ import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from string import Template
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel
 
 from ...base import CancellationToken
 from .._component_config import Component
-from ._base import CodeBlock, CodeExecutor
-from ._command_line import (
-    FUNCTION_PROMPT_TEMPLATE,
-    SUPPORTED_LANGUAGES,
-    CommandLineCodeResult,
-    SavedBlock,
-    lang_to_cmd,
-    save_block,
-)
+from ._base import CodeBlock
+from ._command_line import CommandLineCodeResult, SavedBlock, lang_to_cmd
+from ._command_line_executor import CommandLineExecutorBase
 from ._docker_cli import (
     KEEPER_COMMAND,
     KEEPER_PID_FILE,
@@ -49,8 +42,8 @@ from ._docker_cli import (
     docker_program,
     remove_container_now,
 )
-from ._func_with_reqs import AnyFunction, build_python_functions_file, required_packages, to_stub
-from ._processes import run_process
+from ._func_with_reqs import AnyFunction
+from ._processes import ProcessOutcome, run_process
 
 logger = logging.getLogger("agnext_broker.code_executor")
 
@@ -73,7 +66,9 @@ class DockerCommandLineCodeExecutorConfig(BaseModel):
     delete_tmp_files: bool = False
 
 
-class DockerCommandLineCodeExecutor(CodeExecutor, Component[DockerCommandLineCodeExecutorConfig]):
+class DockerCommandLineCodeExecutor(
+    CommandLineExecutorBase, Component[DockerCommandLineCodeExecutorConfig]
+):
     """Runs each code block in a Docker container, with the work directory bind-mounted.
 
     Each block is saved to a file in the work directory (``# filename: <name>`` on its first
@@ -105,9 +100,6 @@ class DockerCommandLineCodeExecutor(CodeExecutor, Component[DockerCommandLineCod
     component_config_schema = DockerCommandLineCodeExecutorConfig
     component_provider_override = "agnext_broker.code_executor.DockerCommandLineCodeExecutor"
 
-    SUPPORTED_LANGUAGES: ClassVar[list[str]] = SUPPORTED_LANGUAGES
-    FUNCTION_PROMPT_TEMPLATE: ClassVar[str] = FUNCTION_PROMPT_TEMPLATE
-
     def __init__(
         self,
         image: str = "python:3-slim",
@@ -126,25 +118,21 @@ class DockerCommandLineCodeExecutor(CodeExecutor, Component[DockerCommandLineCod
         init_command: str | None = None,
         delete_tmp_files: bool = False,
     ) -> None:
-        if timeout < 1:
-            raise ValueError("Timeout must be greater than or equal to 1.")
-        if not functions_module.isidentifier():
-            raise ValueError("Module name must be a valid Python identifier")
         if device_requests is not None:
             raise NotImplementedError(
                 "device_requests takes Docker SDK objects, which this executor does not use."
             )
+        super().__init__(
+            timeout=timeout,
+            work_dir=work_dir,
+            functions=functions,
+            functions_module=functions_module,
+        )
         self._image = image
         self.container_name = container_name or f"agnext-code-exec-{uuid.uuid4()}"
-        self._timeout = timeout
-        self._user_work_dir = Path(work_dir) if work_dir is not None else None
-        if self._user_work_dir is not None:
-            self._user_work_dir.mkdir(parents=True, exist_ok=True)
         self._user_bind_dir = Path(bind_dir) if bind_dir is not None else None
         self._auto_remove = auto_remove
         self._stop_container = stop_container
-        self._functions = list(functions)
-        self._functions_module = functions_module
         self._extra_volumes = {k: dict(v) for k, v in (extra_volumes or {}).items()}
         self._extra_hosts = dict(extra_hosts or {})
         self._init_command = init_command
@@ -152,12 +140,7 @@ class DockerCommandLineCodeExecutor(CodeExecutor, Component[DockerCommandLineCod
         self._temp_dir: str | None = None
         self._keeper_pid: str | None = None
         self._remove_at_exit = functools.partial(remove_container_now, self.container_name)
-        self._functions_ready = not self._functions
         self._lock = asyncio.Lock()  # one block at a time: its end kills all but the keeper
-
-    @property
-    def timeout(self) -> int:
-        return self._timeout
 
     @property
     def work_dir(self) -> Path:
@@ -170,16 +153,6 @@ class DockerCommandLineCodeExecutor(CodeExecutor, Component[DockerCommandLineCod
     @property
     def bind_dir(self) -> Path:
         return self._user_bind_dir if self._user_bind_dir is not None else self.work_dir
-
-    @property
-    def functions_module(self) -> str:
-        return self._functions_module
-
-    def format_functions_for_prompt(self, prompt_template: str = FUNCTION_PROMPT_TEMPLATE) -> str:
-        return Template(prompt_template).substitute(
-            module_name=self._functions_module,
-            functions="\n\n".join(to_stub(f) for f in self._functions),
-        )
 
     async def start(self) -> None:
         """Create and start the container (pulling the image if Docker does not have it)."""
@@ -271,59 +244,31 @@ class DockerCommandLineCodeExecutor(CodeExecutor, Component[DockerCommandLineCod
         async with self._lock:
             if not self._functions_ready:
                 await self._setup_functions(cancellation_token)
-            return await self._run_blocks(code_blocks, cancellation_token, self._delete_tmp_files)
-
-    async def _setup_functions(self, cancellation_token: CancellationToken) -> None:
-        source = build_python_functions_file(self._functions)
-        (self.work_dir / f"{self._functions_module}.py").write_text(source, encoding="utf-8")
-        packages = required_packages(self._functions)
-        if packages:
-            logger.info("installing the functions' packages: %s", ", ".join(packages))
-            install = f"python3 -m pip install --quiet {shlex.join(packages)}"
-            result = await self._run_blocks(
-                [CodeBlock(code=install, language="sh")], cancellation_token, True
+            return await self._run_blocks(
+                code_blocks, cancellation_token, cleanup=self._delete_tmp_files
             )
-            if result.exit_code != 0:
-                raise ValueError(f"Pip install failed. {result.output}")
-        loaded = await self._run_blocks(
-            [CodeBlock(code=source, language="python")], cancellation_token, True
-        )
-        if loaded.exit_code != 0:
-            raise ValueError(f"Functions failed to load: {loaded.output}")
-        self._functions_ready = True
 
-    async def _run_blocks(
-        self, code_blocks: list[CodeBlock], cancellation_token: CancellationToken, cleanup: bool
-    ) -> CommandLineCodeResult:
-        output = ""
-        exit_code = 0
-        saved: list[SavedBlock] = []
-        try:
-            for block in code_blocks:
-                block_file = save_block(block, self.work_dir)
-                if isinstance(block_file, str):
-                    exit_code = 1
-                    output += "\n" + block_file
-                    break
-                saved.append(block_file)
-                outcome = await run_process(
-                    self._exec_arguments(block_file),
-                    cwd=self.work_dir,
-                    env=None,
-                    timeout_seconds=self._timeout,
-                    cancellation_token=cancellation_token,
-                    finish=self._kill_leftovers,
-                )
-                output += outcome.output
-                exit_code = outcome.exit_code
-                if outcome.timed_out or outcome.cancelled or exit_code != 0:
-                    break
-        finally:
-            if cleanup:
-                for block_file in saved:
-                    block_file.path.unlink(missing_ok=True)
-        code_file = str(saved[0].path) if saved else None
-        return CommandLineCodeResult(exit_code=exit_code, output=output, code_file=code_file)
+    async def _install_packages(
+        self, packages: list[str], cancellation_token: CancellationToken
+    ) -> None:
+        install = f"python3 -m pip install --quiet {shlex.join(packages)}"
+        result = await self._run_blocks(
+            [CodeBlock(code=install, language="sh")], cancellation_token, cleanup=True
+        )
+        if result.exit_code != 0:
+            raise ValueError(f"Pip install failed. {result.output}")
+
+    async def _run_saved_block(
+        self, block: SavedBlock, cancellation_token: CancellationToken
+    ) -> ProcessOutcome:
+        return await run_process(
+            self._exec_arguments(block),
+            cwd=self.work_dir,
+            env=None,
+            timeout_seconds=self._timeout,
+            cancellation_token=cancellation_token,
+            finish=self._kill_leftovers,
+        )
 
     def _exec_arguments(self, block: SavedBlock) -> list[str]:
         relative = block.path.relative_to(self.work_dir.resolve()).as_posix()

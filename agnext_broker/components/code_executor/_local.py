@@ -18,24 +18,17 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from string import Template
 from types import SimpleNamespace
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel
 
 from ...base import CancellationToken
 from .._component_config import Component
-from ._base import CodeBlock, CodeExecutor
-from ._command_line import (
-    FUNCTION_PROMPT_TEMPLATE,
-    SUPPORTED_LANGUAGES,
-    CommandLineCodeResult,
-    SavedBlock,
-    lang_to_cmd,
-    save_block,
-)
-from ._func_with_reqs import AnyFunction, build_python_functions_file, required_packages, to_stub
+from ._base import CodeBlock
+from ._command_line import CommandLineCodeResult, SavedBlock, lang_to_cmd
+from ._command_line_executor import CommandLineExecutorBase
+from ._func_with_reqs import AnyFunction, to_stub
 from ._processes import ProcessOutcome, run_process
 
 logger = logging.getLogger("agnext_broker.code_executor")
@@ -48,7 +41,9 @@ class LocalCommandLineCodeExecutorConfig(BaseModel):
     cleanup_temp_files: bool = True
 
 
-class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeExecutorConfig]):
+class LocalCommandLineCodeExecutor(
+    CommandLineExecutorBase, Component[LocalCommandLineCodeExecutorConfig]
+):
     """Runs each code block as a process on this machine, in the work directory.
 
     .. danger::
@@ -78,9 +73,6 @@ class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeE
     component_config_schema = LocalCommandLineCodeExecutorConfig
     component_provider_override = "agnext_broker.code_executor.LocalCommandLineCodeExecutor"
 
-    SUPPORTED_LANGUAGES: ClassVar[list[str]] = SUPPORTED_LANGUAGES
-    FUNCTION_PROMPT_TEMPLATE: ClassVar[str] = FUNCTION_PROMPT_TEMPLATE
-
     def __init__(
         self,
         timeout: int = 60,
@@ -90,25 +82,16 @@ class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeE
         virtual_env_context: SimpleNamespace | None = None,
         cleanup_temp_files: bool = True,
     ) -> None:
-        if timeout < 1:
-            raise ValueError("Timeout must be greater than or equal to 1.")
-        if not functions_module.isidentifier():
-            raise ValueError("Module name must be a valid Python identifier")
-        self._timeout = timeout
-        self._user_work_dir = Path(work_dir) if work_dir is not None else None
-        if self._user_work_dir is not None:
-            self._user_work_dir.mkdir(parents=True, exist_ok=True)
-        self._functions = list(functions)
-        self._functions_module = functions_module
+        super().__init__(
+            timeout=timeout,
+            work_dir=work_dir,
+            functions=functions,
+            functions_module=functions_module,
+        )
         self._virtual_env_context = virtual_env_context
         self._cleanup_temp_files = cleanup_temp_files
         self._temp_dir: tempfile.TemporaryDirectory[str] | None = None
-        self._functions_ready = not self._functions
         self._setup_lock = asyncio.Lock()
-
-    @property
-    def timeout(self) -> int:
-        return self._timeout
 
     @property
     def work_dir(self) -> Path:
@@ -120,21 +103,9 @@ class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeE
         return Path(self._temp_dir.name)
 
     @property
-    def functions_module(self) -> str:
-        return self._functions_module
-
-    @property
     def functions(self) -> list[str]:
         """The names of the functions made importable."""
         return [to_stub(f).split("(", 1)[0].removeprefix("def ") for f in self._functions]
-
-    def format_functions_for_prompt(self, prompt_template: str = FUNCTION_PROMPT_TEMPLATE) -> str:
-        """Describe the functions to a model: ``$module_name`` and ``$functions`` (their stubs)
-        are filled in ``prompt_template``."""
-        return Template(prompt_template).substitute(
-            module_name=self._functions_module,
-            functions="\n\n".join(to_stub(f) for f in self._functions),
-        )
 
     async def start(self) -> None:
         if self._user_work_dir is None and self._temp_dir is None:
@@ -160,7 +131,9 @@ class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeE
         async with self._setup_lock:
             if not self._functions_ready:
                 await self._setup_functions(cancellation_token)
-        return await self._run_blocks(code_blocks, cancellation_token)
+        return await self._run_blocks(
+            code_blocks, cancellation_token, cleanup=self._cleanup_temp_files
+        )
 
     def _python(self) -> str:
         if self._virtual_env_context is not None:
@@ -175,26 +148,17 @@ class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeE
             env["PATH"] = f"{bin_path}{os.pathsep}{env.get('PATH', '')}"
         return env
 
-    async def _setup_functions(self, cancellation_token: CancellationToken) -> None:
-        source = build_python_functions_file(self._functions)
-        (self.work_dir / f"{self._functions_module}.py").write_text(source, encoding="utf-8")
-        packages = required_packages(self._functions)
-        if packages:
-            logger.info("installing the functions' packages: %s", ", ".join(packages))
-            argv = [self._python(), "-m", "pip", "install", "--quiet", *packages]
-            outcome = await self._run(argv, cancellation_token)
-            if outcome.timed_out:
-                raise ValueError("Pip install timed out")
-            if outcome.cancelled:
-                raise ValueError("Pip install was cancelled")
-            if outcome.exit_code != 0:
-                raise ValueError(f"Pip install failed. {outcome.output}")
-        loaded = await self._run_blocks(
-            [CodeBlock(code=source, language="python")], cancellation_token, cleanup=True
-        )
-        if loaded.exit_code != 0:
-            raise ValueError(f"Functions failed to load: {loaded.output}")
-        self._functions_ready = True
+    async def _install_packages(
+        self, packages: list[str], cancellation_token: CancellationToken
+    ) -> None:
+        argv = [self._python(), "-m", "pip", "install", "--quiet", *packages]
+        outcome = await self._run(argv, cancellation_token)
+        if outcome.timed_out:
+            raise ValueError("Pip install timed out")
+        if outcome.cancelled:
+            raise ValueError("Pip install was cancelled")
+        if outcome.exit_code != 0:
+            raise ValueError(f"Pip install failed. {outcome.output}")
 
     async def _run(self, argv: list[str], cancellation_token: CancellationToken) -> ProcessOutcome:
         return await run_process(
@@ -205,34 +169,10 @@ class LocalCommandLineCodeExecutor(CodeExecutor, Component[LocalCommandLineCodeE
             cancellation_token=cancellation_token,
         )
 
-    async def _run_blocks(
-        self,
-        code_blocks: list[CodeBlock],
-        cancellation_token: CancellationToken,
-        cleanup: bool | None = None,
-    ) -> CommandLineCodeResult:
-        output = ""
-        exit_code = 0
-        saved: list[SavedBlock] = []
-        try:
-            for block in code_blocks:
-                block_file = save_block(block, self.work_dir)
-                if isinstance(block_file, str):
-                    exit_code = 1
-                    output += "\n" + block_file
-                    break
-                saved.append(block_file)
-                outcome = await self._run(self._command(block_file), cancellation_token)
-                output += outcome.output
-                exit_code = outcome.exit_code
-                if outcome.timed_out or outcome.cancelled or exit_code != 0:
-                    break
-        finally:
-            if self._cleanup_temp_files if cleanup is None else cleanup:
-                for block_file in saved:
-                    block_file.path.unlink(missing_ok=True)
-        code_file = str(saved[0].path) if saved else None
-        return CommandLineCodeResult(exit_code=exit_code, output=output, code_file=code_file)
+    async def _run_saved_block(
+        self, block: SavedBlock, cancellation_token: CancellationToken
+    ) -> ProcessOutcome:
+        return await self._run(self._command(block), cancellation_token)
 
     def _command(self, block: SavedBlock) -> list[str]:
         if block.language == "python":
