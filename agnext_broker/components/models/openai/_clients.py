@@ -33,6 +33,11 @@ def _client_options(
     return options
 
 
+def _given_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments that are not None: those the component configuration records."""
+    return {key: value for key, value in arguments.items() if value is not None}
+
+
 def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
 
@@ -107,9 +112,8 @@ class OpenAIChatCompletionClient(
         include_name_in_message: bool = True,
         **create_args: Any,
     ) -> None:
-        self._arguments: dict[str, Any] = {
-            key: value
-            for key, value in {
+        self._arguments = _given_arguments(
+            {
                 "model": model,
                 "api_key": api_key,
                 "base_url": base_url,
@@ -122,9 +126,8 @@ class OpenAIChatCompletionClient(
                 "add_name_prefixes": add_name_prefixes,
                 "include_name_in_message": include_name_in_message,
                 **create_args,
-            }.items()
-            if value is not None
-        }
+            }
+        )
         model = model or os.environ.get(_MODEL_VARIABLE)
         if not model:
             raise ValueError(f"No model named: pass model= or set {_MODEL_VARIABLE}.")
@@ -202,9 +205,8 @@ class AzureOpenAIChatCompletionClient(
         **create_args: Any,
     ) -> None:
         self._token_provider = azure_ad_token_provider
-        self._arguments: dict[str, Any] = {
-            key: value
-            for key, value in {
+        self._arguments = _given_arguments(
+            {
                 "model": model,
                 "azure_endpoint": azure_endpoint,
                 "azure_deployment": azure_deployment,
@@ -219,9 +221,8 @@ class AzureOpenAIChatCompletionClient(
                 "add_name_prefixes": add_name_prefixes,
                 "include_name_in_message": include_name_in_message,
                 **create_args,
-            }.items()
-            if value is not None
-        }
+            }
+        )
         model = model or os.environ.get(_MODEL_VARIABLE) or azure_deployment
         if not model:
             raise ValueError(
