@@ -4,12 +4,14 @@ OpenAI, Azure OpenAI, and servers that speak the same API (vLLM, Ollama, llama.c
 Needs the ``openai`` extra: ``pip install 'agnext-broker[openai]'``.
 """
 
-from ...components.models.openai import (
+from ...components.models.openai._base_client import BaseOpenAIChatCompletionClient
+from ...components.models.openai._clients import (
     AzureOpenAIChatCompletionClient,
-    AzureOpenAIClientConfigurationConfigModel,
-    BaseOpenAIChatCompletionClient,
-    BaseOpenAIClientConfigurationConfigModel,
     OpenAIChatCompletionClient,
+)
+from ...components.models.openai._config import (
+    AzureOpenAIClientConfigurationConfigModel,
+    BaseOpenAIClientConfigurationConfigModel,
     OpenAIClientConfigurationConfigModel,
 )
 

@@ -9,20 +9,3 @@ except ImportError as error:
     raise ImportError(
         "agnext_broker.models.openai needs the openai package: pip install 'agnext-broker[openai]'"
     ) from error
-
-from ._base_client import BaseOpenAIChatCompletionClient
-from ._clients import AzureOpenAIChatCompletionClient, OpenAIChatCompletionClient
-from ._config import (
-    AzureOpenAIClientConfigurationConfigModel,
-    BaseOpenAIClientConfigurationConfigModel,
-    OpenAIClientConfigurationConfigModel,
-)
-
-__all__ = [
-    "AzureOpenAIChatCompletionClient",
-    "AzureOpenAIClientConfigurationConfigModel",
-    "BaseOpenAIChatCompletionClient",
-    "BaseOpenAIClientConfigurationConfigModel",
-    "OpenAIChatCompletionClient",
-    "OpenAIClientConfigurationConfigModel",
-]
