@@ -273,9 +273,10 @@ class DockerCommandLineCodeExecutor(
     def _exec_arguments(self, block: SavedBlock) -> list[str]:
         relative = block.path.relative_to(self.work_dir.resolve()).as_posix()
         program = "python3" if block.language == "python" else lang_to_cmd(block.language)
-        command = [program, relative]
-        if self._init_command:
-            command = ["sh", "-c", f'{self._init_command} && exec "$@"', "sh", *command]
+        init = f"{self._init_command} && " if self._init_command else ""
+        # Errors join the output inside the container: docker exec carries the two streams
+        # apart, and the order they were written in would be lost on the way.
+        command = ["sh", "-c", f'{init}exec "$@" 2>&1', "sh", program, relative]
         # Unbuffered, so that output and errors keep the order they were written in.
         program_and_container = [docker_program(), "exec", "--env", "PYTHONUNBUFFERED=1"]
         program_and_container += ["--workdir", CONTAINER_WORK_DIR]
