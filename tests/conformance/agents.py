@@ -228,6 +228,10 @@ class Collected:
     is_rpc: bool
 
 
+# Well inside pytest's own timeout, so that a message that never arrives says what did.
+TAKE_TIMEOUT = 60.0
+
+
 class Collector:
     """What the collector agents of one type received, in arrival order."""
 
@@ -237,9 +241,18 @@ class Collector:
     def put(self, item: Collected) -> None:
         self._queue.put_nowait(item)
 
-    async def take(self, count: int) -> list[Collected]:
-        """Wait for the next ``count`` messages."""
-        return [await self._queue.get() for _ in range(count)]
+    async def take(self, count: int, timeout: float = TAKE_TIMEOUT) -> list[Collected]:
+        """Wait for the next ``count`` messages, for at most ``timeout`` seconds."""
+        taken: list[Collected] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while len(taken) < count:
+                    taken.append(await self._queue.get())
+        except TimeoutError:
+            raise AssertionError(
+                f"{len(taken)} of {count} messages arrived within {timeout:g} s: {taken}"
+            ) from None
+        return taken
 
     def pending(self) -> int:
         return self._queue.qsize()
